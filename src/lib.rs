@@ -1,0 +1,2 @@
+//! storm-controller: a Kubernetes operator for Apache Storm.
+pub mod crd;
