@@ -135,6 +135,30 @@ fn worker_pool_scale_subresource_points_at_replicas_and_selector() {
 }
 
 #[test]
+fn references_are_selectable_fields() {
+    for (name, path) in [
+        ("stormtopologies.storm.apache.org", ".spec.clusterRef.name"),
+        (
+            "stormworkerpools.storm.apache.org",
+            ".spec.topologyRef.name",
+        ),
+    ] {
+        let fields = crd_named(name).spec.versions[0]
+            .selectable_fields
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            fields
+                .iter()
+                .map(|f| f.json_path.as_str())
+                .collect::<Vec<_>>(),
+            [path],
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn printer_columns_point_at_fields_that_exist() {
     for c in crd::crds() {
         let name = c.metadata.name.clone().unwrap_or_default();

@@ -24,6 +24,7 @@ use super::worker_pool::WorkerPoolTemplate;
     namespaced,
     status = "StormTopologyStatus",
     derive = "PartialEq",
+    selectable = ".spec.clusterRef.name",
     doc = "A Storm topology: submitted from a jar to the StormCluster in spec.clusterRef, then \
            activated, deactivated, rebalanced, updated and killed to follow this spec.",
     validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63").message(

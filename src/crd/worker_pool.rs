@@ -23,6 +23,7 @@ use super::common::{self, PodSettings, TopologyReference};
     namespaced,
     status = "StormWorkerPoolStatus",
     derive = "PartialEq",
+    selectable = ".spec.topologyRef.name",
     doc = "A pool of Storm supervisor pods dedicated to one StormTopology. Its /scale subresource is \
            the pool size: an HPA on Storm metrics or `kubectl scale` resizes it, and the operator \
            rebalances the topology onto the new supervisors.",
