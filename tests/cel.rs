@@ -67,6 +67,22 @@ fn samples_pass_every_rule_on_create_and_on_an_unchanged_update() {
 }
 
 #[test]
+fn cluster_name_leaves_room_for_child_names() {
+    for bad in ["Storm", "storm.prod", &"s".repeat(41)] {
+        let mut obj = managed();
+        obj["metadata"]["name"] = json!(bad);
+        rejected(
+            &obj,
+            None,
+            "metadata.name must be a DNS label of at most 40 characters",
+        );
+    }
+    let mut obj = managed();
+    obj["metadata"]["name"] = json!("s".repeat(40));
+    accepted(&obj, None);
+}
+
+#[test]
 fn cluster_external_excludes_managed_parts() {
     for part in ["zookeeper", "nimbus", "supervisors", "ui"] {
         let mut obj = external();

@@ -23,6 +23,9 @@ use super::common::{self, PodSettings, PullPolicy, StormConfig};
     namespaced,
     status = "StormClusterStatus",
     derive = "PartialEq",
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40").message(
+        "metadata.name must be a DNS label of at most 40 characters (it prefixes the names of the Nimbus StatefulSet, its pods and Services)"
+    ),
     doc = "A Storm cluster: Nimbus, supervisors, UI and storm.yaml run by the operator, or an \
            existing cluster reached through its Nimbus seeds (spec.external).",
     printcolumn(

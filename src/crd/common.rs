@@ -142,6 +142,10 @@ pub const CLUSTER_OWNED_KEYS: &[OwnedKey] = &[
         use_instead: "use spec.supervisors.slotsPerSupervisor",
     },
     OwnedKey {
+        key: "supervisor.thrift.port",
+        use_instead: "the operator serves it on 6628 and probes the supervisors there",
+    },
+    OwnedKey {
         key: "ui.port",
         use_instead: "the operator serves the UI on port 8080 behind its Service",
     },
