@@ -273,6 +273,17 @@ pub enum UiServiceType {
     LoadBalancer,
 }
 
+impl UiServiceType {
+    /// The Service `type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UiServiceType::ClusterIP => "ClusterIP",
+            UiServiceType::NodePort => "NodePort",
+            UiServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
 /// Nimbus Thrift settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

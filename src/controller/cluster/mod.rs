@@ -1,0 +1,4 @@
+//! StormCluster: validate the spec, build Nimbus, supervisors, UI and storm.yaml.
+
+pub mod build;
+pub mod validate;

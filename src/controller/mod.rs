@@ -1,0 +1,4 @@
+//! The reconcilers. Each CRD has a pipeline: fetch, validate (pure), build (pure), apply, status.
+
+pub mod cluster;
+pub mod labels;
