@@ -1,4 +1,5 @@
 //! The reconcilers. Each CRD has a pipeline: fetch, validate (pure), build (pure), apply, status.
 
 pub mod cluster;
+pub mod conditions;
 pub mod labels;
