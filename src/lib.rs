@@ -1,3 +1,4 @@
 //! storm-controller: a Kubernetes operator for Apache Storm.
 pub mod controller;
 pub mod crd;
+pub mod render;

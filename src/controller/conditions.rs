@@ -20,7 +20,12 @@ pub struct Desired<'a> {
 /// Merges `desired` into `current` for an object at `generation`, at time `now`: a condition whose
 /// status is unchanged keeps its transition time; conditions of other types are kept as they are.
 /// Returns the new list, sorted by type so that the output is stable.
-pub fn merge(current: &[Condition], desired: &[Desired<'_>], generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+pub fn merge(
+    current: &[Condition],
+    desired: &[Desired<'_>],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
     let mut out: Vec<Condition> = current
         .iter()
         .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
@@ -76,7 +81,12 @@ mod tests {
     }
 
     fn ready(status: &'static str, reason: &'static str) -> Desired<'static> {
-        Desired { type_: "Ready", status, reason, message: format!("{reason} message") }
+        Desired {
+            type_: "Ready",
+            status,
+            reason,
+            message: format!("{reason} message"),
+        }
     }
 
     #[test]
@@ -84,7 +94,11 @@ mod tests {
         let first = merge(&[], &[ready("False", "Pending")], Some(1), at(100));
         assert_eq!(first[0].last_transition_time, Time(at(100)));
         let same = merge(&first, &[ready("False", "StillPending")], Some(2), at(200));
-        assert_eq!(same[0].last_transition_time, Time(at(100)), "same status keeps the time");
+        assert_eq!(
+            same[0].last_transition_time,
+            Time(at(100)),
+            "same status keeps the time"
+        );
         assert_eq!(same[0].reason, "StillPending");
         assert_eq!(same[0].observed_generation, Some(2));
         let flipped = merge(&same, &[ready("True", "Running")], Some(2), at(300));
@@ -93,7 +107,17 @@ mod tests {
 
     #[test]
     fn other_types_are_kept_and_output_is_sorted() {
-        let mut current = merge(&[], &[Desired { type_: "Submitted", status: "True", reason: "Submitted", message: String::new() }], Some(1), at(1));
+        let mut current = merge(
+            &[],
+            &[Desired {
+                type_: "Submitted",
+                status: "True",
+                reason: "Submitted",
+                message: String::new(),
+            }],
+            Some(1),
+            at(1),
+        );
         current = merge(&current, &[ready("True", "Running")], Some(1), at(2));
         let types: Vec<&str> = current.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Submitted"]);
@@ -105,7 +129,10 @@ mod tests {
     fn unchanged_input_gives_identical_output() {
         let a = merge(&[], &[ready("True", "Running")], Some(3), at(5));
         let b = merge(&a, &[ready("True", "Running")], Some(3), at(99));
-        assert_eq!(a, b, "a steady state reconcile computes the same conditions");
+        assert_eq!(
+            a, b,
+            "a steady state reconcile computes the same conditions"
+        );
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! `storm-controller render`: the children the operator would create for the objects in a file,
+//! computed offline by the same pure builders the reconcilers use (no cluster, no Nimbus).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::controller::cluster::{build, validate};
+use crate::crd::StormCluster;
+
+/// Output format of `render`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// A YAML stream, one document per object.
+    #[default]
+    Yaml,
+    /// A JSON `v1/List`.
+    Json,
+}
+
+/// Why a file cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The input is not YAML.
+    #[error("the input is not a YAML stream: {0}")]
+    Parse(String),
+    /// A document is not an object of a kind we know.
+    #[error("document {index}: {message}")]
+    Document {
+        /// 1-based position in the stream.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Renders the children of every StormCluster (and, as the reconcilers grow, StormTopology and
+/// StormWorkerPool) in `input`, a YAML stream. Objects without a namespace are put in
+/// `default_namespace`.
+pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<String, RenderError> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(input).map_err(|e| RenderError::Parse(e.to_string()))?;
+    let mut children: Vec<Value> = Vec::new();
+    for (i, mut doc) in docs.into_iter().enumerate() {
+        let index = i + 1;
+        if doc.is_null() {
+            continue;
+        }
+        if doc["metadata"]["namespace"].is_null() {
+            doc["metadata"]["namespace"] = default_namespace.into();
+        }
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
+        let expected = format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION);
+        if api_version != expected {
+            return Err(RenderError::Document {
+                index,
+                message: format!("apiVersion {api_version:?} is not {expected}"),
+            });
+        }
+        let fail = |message: String| RenderError::Document { index, message };
+        match kind.as_str() {
+            "StormCluster" => {
+                let cluster: StormCluster = serde_json::from_value(doc)
+                    .map_err(|e| fail(format!("not a valid StormCluster: {e}")))?;
+                let plan = validate::validate(&cluster).map_err(|e| {
+                    fail(format!(
+                        "StormCluster {}: {e}",
+                        kube::ResourceExt::name_any(&cluster)
+                    ))
+                })?;
+                if let validate::ClusterPlan::Managed(plan) = plan {
+                    let c = build::build(&cluster, &plan);
+                    push(&mut children, &c.config_map);
+                    push(&mut children, &c.nimbus_headless);
+                    push(&mut children, &c.nimbus_service);
+                    push(&mut children, &c.nimbus);
+                    push(&mut children, &c.nimbus_pdb);
+                    push(&mut children, &c.supervisors);
+                    if let Some((deploy, svc)) = &c.ui {
+                        push(&mut children, deploy);
+                        push(&mut children, svc);
+                    }
+                }
+            }
+            "StormTopology" | "StormWorkerPool" => {}
+            other => {
+                return Err(fail(format!(
+                    "kind {other:?} is not one of StormCluster, StormTopology, StormWorkerPool"
+                )));
+            }
+        }
+    }
+    Ok(match format {
+        Format::Yaml => children
+            .iter()
+            .map(|c| {
+                format!(
+                    "---\n{}",
+                    serde_saphyr::to_string(c).expect("JSON values serialize to YAML")
+                )
+            })
+            .collect(),
+        Format::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": children});
+            serde_json::to_string_pretty(&list).expect("JSON values serialize") + "\n"
+        }
+    })
+}
+
+fn push<T: Serialize>(out: &mut Vec<Value>, object: &T) {
+    out.push(serde_json::to_value(object).expect("Kubernetes objects serialize"));
+}

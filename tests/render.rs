@@ -1,0 +1,97 @@
+//! `render` turns samples into the objects the operator would apply.
+
+mod support;
+
+use storm_controller::render::{Format, RenderError, render};
+
+fn sample(rel: &str) -> String {
+    std::fs::read_to_string(support::repo_path(rel)).unwrap()
+}
+
+fn kinds(yaml: &str) -> Vec<String> {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).unwrap();
+    docs.iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn managed_cluster_renders_every_child_with_kind_and_api_version() {
+    let out = render(
+        &sample("config/samples/stormcluster-managed.yaml"),
+        "default",
+        Format::Yaml,
+    )
+    .unwrap();
+    assert_eq!(
+        kinds(&out),
+        [
+            "ConfigMap/storm-config",
+            "Service/storm-nimbus-headless",
+            "Service/storm-nimbus",
+            "StatefulSet/storm-nimbus",
+            "PodDisruptionBudget/storm-nimbus",
+            "Deployment/storm-supervisor",
+            "Deployment/storm-ui",
+            "Service/storm-ui",
+        ]
+    );
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+    assert!(docs.iter().all(|d| d["apiVersion"].is_string()));
+    assert!(docs.iter().all(|d| d["metadata"]["namespace"] == "storm"));
+}
+
+#[test]
+fn external_cluster_renders_nothing_and_json_is_a_list() {
+    let out = render(
+        &sample("config/samples/stormcluster-external.yaml"),
+        "default",
+        Format::Json,
+    )
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"], serde_json::json!([]));
+}
+
+#[test]
+fn a_multi_document_file_renders_each_object_and_defaults_the_namespace() {
+    let input = "apiVersion: storm.apache.org/v1alpha1\nkind: StormCluster\nmetadata: {name: a}\nspec: {image: 'apache/storm:2.8.1', zookeeper: {servers: [zk]}}\n---\napiVersion: storm.apache.org/v1alpha1\nkind: StormCluster\nmetadata: {name: b, namespace: x}\nspec: {external: {nimbusSeeds: [nimbus-0]}}\n";
+    let out = render(input, "dev", Format::Yaml).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+    assert_eq!(
+        docs.len(),
+        6,
+        "a managed cluster without ui gets six children; an external one none"
+    );
+    assert!(docs.iter().all(|d| d["metadata"]["namespace"] == "dev"));
+}
+
+#[test]
+fn bad_input_names_the_document_and_the_problem() {
+    let bad = "apiVersion: storm.apache.org/v1alpha1\nkind: StormCluster\nmetadata: {name: a}\nspec: {zookeeper: {servers: [zk]}}\n";
+    let err = render(bad, "default", Format::Yaml).unwrap_err();
+    assert!(matches!(err, RenderError::Document { index: 1, .. }));
+    assert!(err.to_string().contains("spec.image is required"), "{err}");
+    let wrong_kind =
+        "apiVersion: storm.apache.org/v1alpha1\nkind: StormThing\nmetadata: {name: a}\n";
+    assert!(
+        render(wrong_kind, "default", Format::Yaml)
+            .unwrap_err()
+            .to_string()
+            .contains("StormThing")
+    );
+    let wrong_version = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+    assert!(
+        render(wrong_version, "default", Format::Yaml)
+            .unwrap_err()
+            .to_string()
+            .contains("storm.apache.org/v1alpha1")
+    );
+}
