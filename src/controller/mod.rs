@@ -1,5 +1,6 @@
 //! The reconcilers. Each CRD has a pipeline: fetch, validate (pure), build (pure), apply, status.
 
+pub mod apply;
 pub mod cluster;
 pub mod conditions;
 pub mod labels;
