@@ -1,2 +1,4 @@
 //! storm-controller: a Kubernetes operator for Apache Storm.
 pub mod crd;
+pub mod nimbus;
+pub mod stats;
