@@ -493,3 +493,42 @@ async fn concurrent_callers_get_their_own_answers() {
     assert_eq!(fake.call_count("getTopologyPageInfo"), 64);
     assert!(fake.connections_accepted() <= 64 + 1);
 }
+
+#[tokio::test]
+async fn black_holed_first_seed_does_not_eat_the_deadline() {
+    let fake = FakeNimbus::start().await.unwrap();
+    fake.cluster().put_topology(word_count());
+    // Accepts TCP connections (kernel backlog) but never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = NimbusConfig::new(vec![
+        hole.local_addr().unwrap().to_string(),
+        fake.endpoint(),
+    ]);
+    cfg.connect_timeout = Duration::from_millis(200);
+    let nimbus = ThriftNimbus::new(cfg).unwrap();
+    let conf = nimbus.topology_conf_by_name("wordcount").await.unwrap();
+    assert_eq!(conf.version(), Some("v7"));
+    assert_eq!(nimbus.cached_leader(), Some(fake.endpoint()));
+    drop(hole);
+}
+
+#[tokio::test]
+async fn fake_shuts_down_cleanly() {
+    use tokio::io::AsyncReadExt;
+    let fake = FakeNimbus::start().await.unwrap();
+    let endpoint = fake.endpoint();
+    let mut open = tokio::net::TcpStream::connect(&endpoint).await.unwrap();
+    // Make sure the server has accepted it before shutting down.
+    let nimbus = client_for(&[&endpoint]);
+    nimbus.leader().await.unwrap();
+    fake.shutdown().await;
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), open.read(&mut buf))
+        .await
+        .expect("connection closed promptly");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "connection was closed: {read:?}"
+    );
+    assert!(tokio::net::TcpStream::connect(&endpoint).await.is_err());
+}

@@ -40,10 +40,14 @@ pub struct NimbusConfig {
     pub retry_backoff: Duration,
     /// Idle connections kept per endpoint.
     pub max_idle_per_endpoint: usize,
+    /// Bound on one TCP connect, and on one seed's `getLeader` answer during discovery, so that a
+    /// black-holed seed cannot use up the whole call deadline before the next seed is tried.
+    pub connect_timeout: Duration,
 }
 
 impl NimbusConfig {
-    /// Defaults (10 s deadline, 64 MiB responses, 2 read retries from 100 ms) for the given seeds.
+    /// Defaults (10 s deadline, 3 s connect/seed timeout, 64 MiB responses, 2 read retries from 100 ms)
+    /// for the given seeds.
     pub fn new(seeds: Vec<String>) -> Self {
         Self {
             seeds,
@@ -52,6 +56,7 @@ impl NimbusConfig {
             read_retries: 2,
             retry_backoff: Duration::from_millis(100),
             max_idle_per_endpoint: 32,
+            connect_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -176,10 +181,17 @@ impl ThriftNimbus {
         }
     }
 
-    async fn connect(endpoint: &str) -> Result<TcpStream> {
-        let stream = TcpStream::connect(endpoint)
-            .await
-            .map_err(|e| NimbusError::transport(endpoint, format!("connect: {e}")))?;
+    async fn connect(&self, endpoint: &str) -> Result<TcpStream> {
+        let stream =
+            tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(endpoint))
+                .await
+                .map_err(|_| {
+                    NimbusError::transport(
+                        endpoint,
+                        format!("connect timed out after {:?}", self.config.connect_timeout),
+                    )
+                })?
+                .map_err(|e| NimbusError::transport(endpoint, format!("connect: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
@@ -188,7 +200,8 @@ impl ThriftNimbus {
     async fn exchange(&self, endpoint: &str, request: &[u8]) -> Result<Vec<u8>, ExchangeError> {
         let mut stream = match self.checkout(endpoint) {
             Some(s) => s,
-            None => Self::connect(endpoint)
+            None => self
+                .connect(endpoint)
                 .await
                 .map_err(|error| ExchangeError { error, sent: false })?,
         };
@@ -222,11 +235,22 @@ impl ThriftNimbus {
         }
         let mut failures = Vec::new();
         for seed in &self.config.seeds {
-            match self.ask_leader(seed).await {
+            let asked = tokio::time::timeout(self.config.connect_timeout, self.ask_leader(seed))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(NimbusError::transport(
+                        seed,
+                        format!(
+                            "no getLeader answer within {:?}",
+                            self.config.connect_timeout
+                        ),
+                    ))
+                });
+            match asked {
                 Ok(leader) => {
                     let endpoint = format!("{}:{}", leader.host, leader.port);
                     if endpoint != *seed {
-                        match Self::connect(&endpoint).await {
+                        match self.connect(&endpoint).await {
                             Ok(s) => self.checkin(&endpoint, s),
                             Err(e) => {
                                 failures.push(format!("{seed} named leader {endpoint}: {e}"));

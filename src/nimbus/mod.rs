@@ -141,6 +141,12 @@ pub trait Nimbus: Send + Sync {
         options: &SubmitOptions,
     ) -> Result<()>;
 
+    /// The configuration of a topology by name: resolves the id with [`Nimbus::topology_summary`] first.
+    async fn topology_conf_by_name(&self, name: &str) -> Result<TopologyConf> {
+        let summary = self.topology_summary(name).await?;
+        self.topology_conf(&summary.id).await
+    }
+
     /// Page info by topology name: resolves the id with [`Nimbus::topology_summary`] first.
     async fn topology_page_info_by_name(
         &self,
