@@ -136,3 +136,31 @@ async fn spawned_collector_publishes_and_stops_on_shutdown() {
         .unwrap();
     assert!(!handle.changed().await, "sender dropped after stop");
 }
+
+#[test]
+fn collector_flags_default_to_30s() {
+    use clap::Parser;
+    use storm_controller::stats::CollectorArgs;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        c: CollectorArgs,
+    }
+    let cfg = CollectorConfig::from(&Cli::try_parse_from(["x"]).unwrap().c);
+    assert_eq!(cfg.poll_interval, Duration::from_secs(30));
+    let cfg = CollectorConfig::from(
+        &Cli::try_parse_from([
+            "x",
+            "--nimbus-poll-interval",
+            "5s",
+            "--nimbus-poll-concurrency",
+            "0",
+        ])
+        .unwrap()
+        .c,
+    );
+    assert_eq!(
+        (cfg.poll_interval, cfg.concurrency),
+        (Duration::from_secs(5), 1)
+    );
+}

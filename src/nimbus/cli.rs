@@ -98,7 +98,8 @@ pub enum NimbusSubcommand {
     },
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses `500ms`, `10s`, `2m` or a plain number of seconds (for clap `value_parser`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

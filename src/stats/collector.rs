@@ -38,6 +38,30 @@ impl Default for CollectorConfig {
     }
 }
 
+/// Collector flags for the `run` command (`#[command(flatten)]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CollectorArgs {
+    /// How often to poll Nimbus for stats (workers push them every 60 s), e.g. `30s`.
+    #[arg(long = "nimbus-poll-interval", env = "STORM_CONTROLLER_NIMBUS_POLL_INTERVAL", default_value = "30s", value_parser = crate::nimbus::cli::parse_duration)]
+    pub poll_interval: Duration,
+    /// Page-info calls in flight at once during a poll.
+    #[arg(
+        long = "nimbus-poll-concurrency",
+        env = "STORM_CONTROLLER_NIMBUS_POLL_CONCURRENCY",
+        default_value_t = 8
+    )]
+    pub concurrency: usize,
+}
+
+impl From<&CollectorArgs> for CollectorConfig {
+    fn from(a: &CollectorArgs) -> Self {
+        Self {
+            poll_interval: a.poll_interval,
+            concurrency: a.concurrency.max(1),
+        }
+    }
+}
+
 /// What the collector knows about one topology.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopologySnapshot {

@@ -22,7 +22,8 @@
 pub mod collector;
 
 pub use collector::{
-    ClusterSnapshot, CollectorConfig, CollectorHandle, TopologySnapshot, poll_once, spawn_collector,
+    ClusterSnapshot, CollectorArgs, CollectorConfig, CollectorHandle, TopologySnapshot, poll_once,
+    spawn_collector,
 };
 
 use k8s_openapi::jiff::Timestamp;
