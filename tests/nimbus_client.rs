@@ -532,3 +532,41 @@ async fn fake_shuts_down_cleanly() {
     );
     assert!(tokio::net::TcpStream::connect(&endpoint).await.is_err());
 }
+
+fn with_many_executors(n: i32) -> FakeTopology {
+    use storm_controller::nimbus::storm::{ExecutorInfo, ExecutorSummary};
+    let mut t = word_count();
+    t.executors = (0..n)
+        .map(|i| {
+            ExecutorSummary::new(
+                ExecutorInfo::new(i, i),
+                format!("component-{}", i % 50),
+                "worker-host-0.storm.svc".to_string(),
+                6700 + i % 4,
+                3600,
+                None,
+            )
+        })
+        .collect();
+    t
+}
+
+async fn large_info_roundtrip() {
+    let fake = FakeNimbus::start().await.unwrap();
+    fake.cluster().put_topology(with_many_executors(40_000));
+    let nimbus = client_for(&[&fake.endpoint()]);
+    // Well above Storm's 1 MiB default client buffer, below our 64 MiB cap.
+    let info = nimbus.topology_info("wordcount").await.unwrap();
+    assert_eq!(info.executors.len(), 40_000);
+    assert_eq!(info.executors[39_999].executor_info.task_start, 39_999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_response_on_a_multi_thread_runtime() {
+    large_info_roundtrip().await;
+}
+
+#[tokio::test]
+async fn large_response_on_a_current_thread_runtime() {
+    large_info_roundtrip().await;
+}

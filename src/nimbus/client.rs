@@ -300,7 +300,7 @@ impl ThriftNimbus {
         loop {
             let endpoint = self.leader_endpoint().await?;
             let err = match self.exchange(&endpoint, &request).await {
-                Ok(frame) => match codec::decode_reply(method, &frame, call) {
+                Ok(frame) => match decode(method, &frame, call) {
                     Ok(v) => return Ok(v),
                     Err(e @ NimbusError::Internal(_)) if kind == Kind::Write && !leader_retried => {
                         // Storm answers a write to a non-leader with a generic INTERNAL_ERROR. Ask the
@@ -356,6 +356,22 @@ impl ThriftNimbus {
             .into_iter()
             .find(|t| t.name == name)
             .ok_or_else(|| NimbusError::NotAlive(format!("{name} is not alive")))
+    }
+}
+
+/// Frames above this size are decoded with `block_in_place`, so that a multi-megabyte `TopologyInfo`
+/// does not stall the other tasks of a worker thread.
+const INLINE_DECODE_LIMIT: usize = 1024 * 1024;
+
+fn decode<T>(method: &str, frame: &[u8], call: &dyn Call<T>) -> Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_thread = Handle::try_current()
+        .map(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+        .unwrap_or(false);
+    if frame.len() > INLINE_DECODE_LIMIT && multi_thread {
+        tokio::task::block_in_place(|| codec::decode_reply(method, frame, call))
+    } else {
+        codec::decode_reply(method, frame, call)
     }
 }
 
