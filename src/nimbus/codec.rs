@@ -469,6 +469,49 @@ mod tests {
     }
 
     #[test]
+    fn page_info_request_bytes_match_storms_field_ids() {
+        let f = encode_request("getTopologyPageInfo", &|c: &mut dyn TNimbusSyncClient| {
+            c.get_topology_page_info("t-1-1".into(), "600".into(), false)
+        })
+        .unwrap();
+        let mut want: Vec<u8> = vec![0x80, 0x01, 0x00, 0x01]; // strict binary, CALL
+        want.extend_from_slice(&19u32.to_be_bytes());
+        want.extend_from_slice(b"getTopologyPageInfo");
+        want.extend_from_slice(&1u32.to_be_bytes()); // sequence id
+        want.extend_from_slice(&[0x0B, 0x00, 0x01, 0, 0, 0, 5]); // 1: string id
+        want.extend_from_slice(b"t-1-1");
+        want.extend_from_slice(&[0x0B, 0x00, 0x02, 0, 0, 0, 3]); // 2: string window
+        want.extend_from_slice(b"600");
+        want.extend_from_slice(&[0x02, 0x00, 0x03, 0x00]); // 3: bool is_include_sys
+        want.push(0x00); // stop
+        assert_eq!(&f[4..], want.as_slice());
+        assert_eq!(&f[..4], &(want.len() as u32).to_be_bytes());
+    }
+
+    #[test]
+    fn declared_exception_reply_maps_to_a_typed_error() {
+        // getTopologyInfo_result { 1: NotAliveException e { 1: string msg } }, as Nimbus writes it.
+        let mut reply: Vec<u8> = vec![0x80, 0x01, 0x00, 0x02]; // REPLY
+        reply.extend_from_slice(&15u32.to_be_bytes());
+        reply.extend_from_slice(b"getTopologyInfo");
+        reply.extend_from_slice(&1u32.to_be_bytes());
+        reply.extend_from_slice(&[0x0C, 0x00, 0x01]); // field 1: struct
+        reply.extend_from_slice(&[0x0B, 0x00, 0x01, 0, 0, 0, 6]);
+        reply.extend_from_slice(b"t-1-99");
+        reply.extend_from_slice(&[0x00, 0x00]); // stop (exception), stop (result)
+        let call = |c: &mut dyn TNimbusSyncClient| c.get_topology_info("t-1-99".into());
+        assert_eq!(
+            decode_reply("getTopologyInfo", &reply, &call),
+            Err(NimbusError::NotAlive("t-1-99".into()))
+        );
+        // Truncated: a Protocol error, never a panic.
+        assert!(matches!(
+            decode_reply("getTopologyInfo", &reply[..reply.len() - 5], &call),
+            Err(NimbusError::Protocol(_))
+        ));
+    }
+
+    #[test]
     fn oversized_request_is_refused() {
         let chunk = vec![0u8; MAX_REQUEST_FRAME];
         let err = encode_request("uploadChunk", &|c: &mut dyn TNimbusSyncClient| {
