@@ -570,3 +570,39 @@ async fn large_response_on_a_multi_thread_runtime() {
 async fn large_response_on_a_current_thread_runtime() {
     large_info_roundtrip().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_survive_a_leader_failover() {
+    let cluster = FakeCluster::new();
+    let a = FakeNimbus::start_in(&cluster).await.unwrap();
+    let b = FakeNimbus::start_in(&cluster).await.unwrap();
+    cluster.put_topology(word_count());
+    let nimbus = Arc::new(client_for(&[&a.endpoint(), &b.endpoint()]));
+    nimbus.leader().await.unwrap();
+
+    let (go, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let n = nimbus.clone();
+        let mut started = go.subscribe();
+        tasks.spawn(async move {
+            let _ = started.recv().await;
+            for _ in 0..10 {
+                let s = n
+                    .topology_summary("wordcount")
+                    .await
+                    .expect("read survives failover");
+                assert_eq!(s.name, "wordcount");
+            }
+        });
+    }
+    // The cached leader dies and `b` takes over; then 16 callers hit the stale cache at once.
+    b.make_leader();
+    a.shutdown().await;
+    go.send(()).unwrap();
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(nimbus.cached_leader(), Some(b.endpoint()));
+    assert!(b.call_count("getTopologySummaryByName") > 0);
+}

@@ -3,7 +3,7 @@
 //! The generated client is used purely as a codec: a call is encoded into a buffer by running the
 //! generated `NimbusSyncClient` against an in-memory output, and the reply is decoded by running the same
 //! call against the received frame. All socket I/O happens in async code ([`read_frame`],
-//! [`write_all`]), so the tokio runtime never blocks and deadlines cancel cleanly.
+//! tokio `write_all`), so the tokio runtime never blocks and deadlines cancel cleanly.
 //!
 //! [`SliceInputProtocol`] is a binary-protocol reader over one complete frame. Unlike the `thrift` crate's
 //! `TBinaryInputProtocol`, it refuses any string, binary or container length that cannot fit in the bytes
