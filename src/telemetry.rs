@@ -2,6 +2,8 @@
 //!
 //! Logs go to stderr so that stdout stays clean for the subcommands that print data (`crds`, `nimbus`).
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -17,7 +19,12 @@ pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match args.log_format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // Colours only for a person at a terminal, never in collected logs.
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
