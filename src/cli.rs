@@ -140,6 +140,35 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every flag of every subcommand can also be set from an env var `STORM_CONTROLLER_<FLAG>`.
+    #[test]
+    fn every_flag_has_a_storm_controller_env_var() {
+        let command = Cli::command();
+        let mut checked = 0;
+        for sub in command.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else {
+                    continue; // positional (nimbus's trailing args)
+                };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let expected = format!(
+                    "STORM_CONTROLLER_{}",
+                    long.to_ascii_uppercase().replace('-', "_")
+                );
+                assert_eq!(
+                    arg.get_env().and_then(|env| env.to_str()),
+                    Some(expected.as_str()),
+                    "{} --{long}",
+                    sub.get_name()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 3, "only {checked} flags checked");
+    }
+
     #[test]
     fn run_defaults() {
         let cli = Cli::try_parse_from(["storm-controller", "run"]).unwrap();
