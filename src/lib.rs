@@ -1,6 +1,11 @@
 //! storm-controller: a Kubernetes operator for Apache Storm.
+pub mod admin;
+pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod metrics;
 pub mod nimbus;
 pub mod render;
+pub mod run;
 pub mod stats;
+pub mod telemetry;

@@ -1,0 +1,213 @@
+//! `storm-controller run`: the long-running process.
+//!
+//! Structure of [`run`]:
+//! 1. signal handlers, crypto provider, build info log, [`Metrics`], [`Readiness`];
+//! 2. the admin server, bound before anything else starts and stopped last, so probes answer during the drain;
+//! 3. the components (controllers, metrics API, Nimbus collector: added by later work), each a task in one
+//!    `JoinSet` that gets a child of the `shutdown` token and returns `anyhow::Result<()>`;
+//! 4. wait for SIGTERM/SIGINT or for a component (or the admin server) to end on its own;
+//! 5. `/readyz` turns 503, `shutdown` is cancelled, components drain (bounded by [`DRAIN_TIMEOUT`]), then the
+//!    admin server stops. The exit code is 0 after a signal with a clean drain, 1 otherwise.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::cli::RunArgs;
+use crate::metrics::{BuildInfo, Metrics};
+
+/// How long components get to finish after the shutdown signal (below Kubernetes' default 30 s grace period).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// What every component task returns: its name and how it ended.
+type ComponentResult = (&'static str, anyhow::Result<()>);
+
+/// Entry point of `run` from the CLI: logging, a tokio runtime, [`run`], and the exit code.
+pub fn main(args: RunArgs) -> ExitCode {
+    if let Err(error) = crate::telemetry::init(&args.log) {
+        eprintln!("storm-controller run: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            error!(%error, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => {
+            info!("storm-controller stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            error!(error = format!("{error:#}"), "storm-controller failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the process until SIGTERM/SIGINT, then shuts it down cleanly (see the module docs).
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Installed first: a signal that arrives once the server answers must start a clean shutdown, not kill us.
+    let mut signals = Signals::new().context("installing SIGTERM/SIGINT handlers")?;
+    install_crypto_provider();
+
+    let build = BuildInfo::current();
+    info!(version = %build.version, git_sha = %build.git_sha, "starting storm-controller");
+    let metrics = Arc::new(Metrics::new(&build));
+    let readiness = Readiness::new();
+
+    let listener = TcpListener::bind(args.admin.admin_address)
+        .await
+        .with_context(|| format!("binding the admin server to {}", args.admin.admin_address))?;
+    let admin_address = listener.local_addr().context("admin server address")?;
+    let admin_stop = CancellationToken::new();
+    let router = admin::router(AdminState {
+        metrics: Arc::clone(&metrics),
+        readiness: readiness.clone(),
+    });
+    let mut admin_task = tokio::spawn(admin::serve(
+        listener,
+        router,
+        admin_stop.clone().cancelled_owned(),
+    ));
+    info!(address = %admin_address, "admin server listening");
+
+    let shutdown = CancellationToken::new();
+    let mut components: JoinSet<ComponentResult> = JoinSet::new();
+    // Later work spawns the controllers, the metrics API server and the collector here, e.g.
+    // `components.spawn(named("controllers", controller::run(ctx, shutdown.child_token())));`
+    // each opening its own `readiness.gate(..)` once it can serve.
+
+    let mut failed = false;
+    tokio::select! {
+        name = signals.recv() => info!(signal = name, "shutting down"),
+        Some(joined) = components.join_next(), if !components.is_empty() => {
+            failed = true;
+            log_component_end(joined, "ended before shutdown");
+        }
+        ended = &mut admin_task => {
+            admin_stop.cancel();
+            readiness.shutdown();
+            shutdown.cancel();
+            drain(&mut components).await;
+            return Err(match ended {
+                Ok(Ok(())) => anyhow!("admin server stopped unexpectedly"),
+                Ok(Err(error)) => anyhow::Error::new(error).context("admin server failed"),
+                Err(join_error) => anyhow::Error::new(join_error).context("admin server task failed"),
+            });
+        }
+    }
+
+    readiness.shutdown();
+    shutdown.cancel();
+    failed |= !drain(&mut components).await;
+    admin_stop.cancel();
+    match admin_task.await {
+        Ok(Ok(())) => debug!("admin server stopped"),
+        Ok(Err(error)) => return Err(anyhow::Error::new(error).context("admin server failed")),
+        Err(join_error) => {
+            return Err(anyhow::Error::new(join_error).context("admin server task failed"));
+        }
+    }
+    if failed {
+        Err(anyhow!("a component failed; see the log above"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Wraps a component future so that its name travels with its result through the `JoinSet`.
+pub async fn named<F>(name: &'static str, component: F) -> ComponentResult
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    (name, component.await)
+}
+
+/// Waits for every component to finish, at most [`DRAIN_TIMEOUT`]; returns whether all ended cleanly in time.
+async fn drain(components: &mut JoinSet<ComponentResult>) -> bool {
+    let mut clean = true;
+    let all = async {
+        while let Some(joined) = components.join_next().await {
+            clean &= log_component_end(joined, "stopped");
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
+        warn!(
+            remaining = components.len(),
+            timeout = ?DRAIN_TIMEOUT,
+            "components did not stop in time; aborting them"
+        );
+        components.abort_all();
+        clean = false;
+    }
+    clean
+}
+
+/// Logs how a component task ended; returns whether it ended cleanly.
+fn log_component_end(joined: Result<ComponentResult, tokio::task::JoinError>, how: &str) -> bool {
+    match joined {
+        Ok((name, Ok(()))) => {
+            info!(component = name, "component {how}");
+            true
+        }
+        Ok((name, Err(error))) => {
+            error!(
+                component = name,
+                error = format!("{error:#}"),
+                "component failed"
+            );
+            false
+        }
+        Err(join_error) => {
+            error!(error = %join_error, "component task panicked or was cancelled");
+            false
+        }
+    }
+}
+
+/// Selects ring as the process-wide rustls provider (the build has no other; installing it makes that explicit).
+fn install_crypto_provider() {
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        debug!("a rustls crypto provider was already installed");
+    }
+}
+
+/// SIGTERM and SIGINT, registered together.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT and returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
