@@ -1,6 +1,7 @@
 //! storm-controller: a Kubernetes operator for Apache Storm.
 pub mod admin;
 pub mod cli;
+pub mod clusters;
 pub mod controller;
 pub mod crd;
 pub mod metrics;
