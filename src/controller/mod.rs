@@ -4,3 +4,4 @@ pub mod apply;
 pub mod cluster;
 pub mod conditions;
 pub mod labels;
+pub mod leader;
