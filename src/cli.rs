@@ -45,6 +45,37 @@ pub struct RunArgs {
     /// Admin HTTP server.
     #[command(flatten)]
     pub admin: AdminArgs,
+    /// Controllers and leader election.
+    #[command(flatten)]
+    pub controllers: ControllerArgs,
+    /// Nimbus statistics polling.
+    #[command(flatten)]
+    pub collector: crate::stats::CollectorArgs,
+}
+
+/// Controller flags.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Controllers")]
+pub struct ControllerArgs {
+    /// Do not run the controllers (serve only the admin endpoints and, once built, the metrics API).
+    #[arg(long, env = "STORM_CONTROLLER_NO_CONTROLLERS")]
+    pub no_controllers: bool,
+    /// Reconcile only while holding the leader Lease, so that replicas never act at once.
+    #[arg(long, env = "STORM_CONTROLLER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease; defaults to the pod's namespace (POD_NAMESPACE), else `default`.
+    #[arg(long, env = "STORM_CONTROLLER_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "STORM_CONTROLLER_LEADER_ELECTION_ID",
+        default_value = "storm-controller"
+    )]
+    pub leader_election_id: String,
+    /// How often to reconcile every object even without a change (status follows Nimbus at this pace).
+    #[arg(long, env = "STORM_CONTROLLER_RESYNC_INTERVAL", default_value = "30s", value_parser = crate::nimbus::cli::parse_duration)]
+    pub resync_interval: std::time::Duration,
 }
 
 /// Logging flags.

@@ -87,9 +87,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut components: JoinSet<ComponentResult> = JoinSet::new();
-    // Later work spawns the controllers, the metrics API server and the collector here, e.g.
-    // `components.spawn(named("controllers", controller::run(ctx, shutdown.child_token())));`
-    // each opening its own `readiness.gate(..)` once it can serve.
+    if !args.controllers.no_controllers {
+        components.spawn(named(
+            "controllers",
+            controllers(
+                args.controllers.clone(),
+                (&args.collector).into(),
+                Arc::clone(&metrics),
+                shutdown.child_token(),
+            ),
+        ));
+    }
 
     let mut failed = false;
     tokio::select! {
@@ -127,6 +135,67 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// The controllers: a Kubernetes client from the kubeconfig or the pod's service account, the
+/// Storm cluster registry, leader election, then the reconcilers while leading.
+async fn controllers(
+    args: crate::cli::ControllerArgs,
+    collector: crate::stats::CollectorConfig,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes cluster: set KUBECONFIG or run in a pod (or pass --no-controllers)",
+    )?;
+    let clusters = Arc::new(crate::clusters::Clusters::thrift(
+        collector,
+        shutdown.child_token(),
+    ));
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .or_else(hostname)
+        .unwrap_or_else(|| "storm-controller".into());
+    let settings = crate::controller::Settings {
+        resync: args.resync_interval,
+        ..Default::default()
+    };
+    let ctx = Arc::new(crate::controller::Context::new(
+        client.clone(),
+        clusters,
+        metrics,
+        Some(identity.clone()),
+        settings,
+    ));
+    let (leading, election) = if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        let config = crate::controller::leader::LeaseConfig::new(
+            namespace,
+            args.leader_election_id.clone(),
+            identity,
+        );
+        let (rx, task) = crate::controller::leader::spawn(client, config, shutdown.child_token());
+        (rx, Some(task))
+    } else {
+        (tokio::sync::watch::channel(true).1, None)
+    };
+    let result = crate::controller::run(ctx, leading, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(task) = election {
+        let _ = task.await;
+    }
+    result
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// Wraps a component future so that its name travels with its result through the `JoinSet`.

@@ -45,6 +45,25 @@ fn crds_prints_the_library_crds_as_a_yaml_stream() {
 }
 
 #[test]
+fn run_without_a_cluster_says_so_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Running::spawn(
+        command()
+            .args(["run", "--admin-address", "127.0.0.1:0"])
+            .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+            .env("HOME", dir.path())
+            .env_remove("KUBERNETES_SERVICE_HOST"),
+    );
+    let status = child.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = child.log_so_far();
+    assert!(
+        log.iter().any(|l| l.contains("no Kubernetes cluster")),
+        "{log:#?}"
+    );
+}
+
+#[test]
 fn dev_says_not_built_and_exits_2() {
     let out = output(&["dev"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -137,7 +156,8 @@ fn bad_flag_value_is_a_usage_error() {
 fn run_fails_with_exit_1_when_the_admin_address_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let mut child = Running::spawn(command().args(["run", "--admin-address", &address]));
+    let mut child =
+        Running::spawn(command().args(["run", "--no-controllers", "--admin-address", &address]));
     let status = child.wait_exit();
     assert_eq!(status.code(), Some(1), "{status:?}");
     let log = child.log_so_far();
@@ -152,6 +172,7 @@ fn run_fails_with_exit_1_when_the_admin_address_is_taken() {
 fn run_serves_admin_and_exits_0_on_sigterm() {
     let mut child = Running::spawn(command().args([
         "run",
+        "--no-controllers",
         "--admin-address",
         "127.0.0.1:0",
         "--log-level",
@@ -193,6 +214,7 @@ fn run_reads_flags_from_env_and_exits_0_on_sigint() {
         command()
             .arg("run")
             .env("STORM_CONTROLLER_ADMIN_ADDRESS", "127.0.0.1:0")
+            .env("STORM_CONTROLLER_NO_CONTROLLERS", "true")
             .env("STORM_CONTROLLER_LOG_FORMAT", "json"),
     );
     // JSON log: proves STORM_CONTROLLER_LOG_FORMAT was read; a loopback address proves the admin address was.

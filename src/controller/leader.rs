@@ -34,7 +34,11 @@ pub struct LeaseConfig {
 
 impl LeaseConfig {
     /// client-go's defaults: 15 s lease, renewal every 5 s (well inside the 10 s renew deadline).
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>, identity: impl Into<String>) -> Self {
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),
@@ -55,7 +59,11 @@ pub enum Attempt {
 }
 
 /// One acquire-or-renew step.
-pub async fn try_acquire(api: &Api<Lease>, config: &LeaseConfig, now: Timestamp) -> Result<Attempt, kube::Error> {
+pub async fn try_acquire(
+    api: &Api<Lease>,
+    config: &LeaseConfig,
+    now: Timestamp,
+) -> Result<Attempt, kube::Error> {
     let duration_secs = i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         let lease = Lease {
@@ -89,13 +97,20 @@ pub async fn try_acquire(api: &Api<Lease>, config: &LeaseConfig, now: Timestamp)
     lease.spec = Some(LeaseSpec {
         holder_identity: Some(config.identity.clone()),
         lease_duration_seconds: Some(duration_secs),
-        acquire_time: if ours { spec.acquire_time } else { Some(MicroTime(now)) },
+        acquire_time: if ours {
+            spec.acquire_time
+        } else {
+            Some(MicroTime(now))
+        },
         renew_time: Some(MicroTime(now)),
         lease_transitions: Some(transitions),
         ..spec
     });
     // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.
-    match api.replace(&lease.name_any(), &PostParams::default(), &lease).await {
+    match api
+        .replace(&lease.name_any(), &PostParams::default(), &lease)
+        .await
+    {
         Ok(_) => Ok(Attempt::Leading),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Following),
         Err(e) => Err(e),
@@ -124,7 +139,10 @@ pub async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube:
     }
     spec.holder_identity = None;
     spec.renew_time = None;
-    match api.replace(&config.name, &PostParams::default(), &lease).await {
+    match api
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
         Err(e) => Err(e),
@@ -133,7 +151,11 @@ pub async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube:
 
 /// Runs the election until `shutdown`: publishes `true` on the returned channel while this
 /// candidate leads and `false` otherwise. On shutdown a leader releases the Lease.
-pub fn spawn(client: Client, config: LeaseConfig, shutdown: CancellationToken) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    client: Client,
+    config: LeaseConfig,
+    shutdown: CancellationToken,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
@@ -195,6 +217,9 @@ mod tests {
         let now = Timestamp::from_second(1_000).unwrap();
         assert!(!expired(&spec("a", 990, 15), now));
         assert!(expired(&spec("a", 985, 15), now));
-        assert!(expired(&LeaseSpec::default(), now), "never renewed means free");
+        assert!(
+            expired(&LeaseSpec::default(), now),
+            "never renewed means free"
+        );
     }
 }

@@ -1,7 +1,176 @@
 //! The reconcilers. Each CRD has a pipeline: fetch, validate (pure), build (pure), apply, status.
+//!
+//! [`run`] waits for the CRDs, then runs the controllers while this replica holds the leader
+//! Lease; every replica keeps serving metrics either way.
 
 pub mod apply;
 pub mod cluster;
 pub mod conditions;
+pub mod context;
 pub mod labels;
 pub mod leader;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+pub use context::{Context, Error, Settings};
+
+use crate::crd::StormCluster;
+
+/// Label selector of every child the operator manages; owned-object watches use it so the
+/// operator caches only its own objects, not every Deployment of the cluster.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=storm-controller";
+
+/// Checks that the CRDs are installed and established; the error says how to install them.
+pub async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::crd::crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        match api.get_opt(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => anyhow::bail!(
+                "the CRD {name} is not installed: install the CRDs with `storm-controller crds | kubectl apply --server-side -f -` (or `kubectl apply -f crds/`)"
+            ),
+            Err(error) => anyhow::bail!(
+                "cannot read the CRD {name} (does the operator's RBAC allow get on customresourcedefinitions?): {error}"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the controllers whenever `leading` is true, until `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    check_crds(&ctx.client).await?;
+    ctx.metrics.reconcile.declare(cluster::CONTROLLER);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            changed = leading.wait_for(|l| *l) => if changed.is_err() { return Ok(()) },
+        }
+        tracing::info!("leading: starting the controllers");
+        let term = shutdown.child_token();
+        let stop = term.clone();
+        let mut watch_leading = leading.clone();
+        let lost = tokio::spawn(async move {
+            let _ = watch_leading.wait_for(|l| !*l).await;
+            stop.cancel();
+        });
+        run_controllers(Arc::clone(&ctx), term).await;
+        lost.abort();
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        tracing::warn!("lost leadership: controllers stopped");
+    }
+}
+
+async fn run_controllers(ctx: Arc<Context>, term: CancellationToken) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let clusters = Controller::new(
+        Api::<DeserializeGuard<StormCluster>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+    .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+    .owns(Api::<Service>::all(client.clone()), owned.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), owned)
+    .graceful_shutdown_on(term.cancelled_owned())
+    .run(reconcile_cluster, error_policy_cluster, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "stormcluster controller");
+        }
+    });
+    clusters.await;
+}
+
+async fn reconcile_cluster(
+    object: Arc<DeserializeGuard<StormCluster>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile.start(cluster::CONTROLLER);
+    let key = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    let cluster = match &object.0 {
+        Ok(cluster) => Arc::new(cluster.clone()),
+        Err(invalid) => {
+            // The object does not match the types (stored before a CRD upgrade, or written with
+            // validation bypassed): say so on the object and wait for a change.
+            ctx.metrics
+                .reconcile
+                .failed(cluster::CONTROLLER, "InvalidObject");
+            let reference = object.object_ref(&());
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "InvalidObject",
+                "Validate",
+                format!("the object cannot be read: {}", invalid.error),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let span = tracing::info_span!("reconcile", controller = cluster::CONTROLLER, object = %key);
+    let result = tracing::Instrument::instrument(
+        cluster::reconcile(Arc::clone(&cluster), Arc::clone(&ctx)),
+        span,
+    )
+    .await;
+    match result {
+        Ok(action) => {
+            ctx.backoff.reset(&key);
+            Ok(action)
+        }
+        Err(error) => {
+            ctx.metrics
+                .reconcile
+                .failed(cluster::CONTROLLER, error.category());
+            ctx.event(
+                &cluster.object_ref(&()),
+                EventType::Warning,
+                error.category(),
+                "Reconcile",
+                error.chain(),
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+fn error_policy_cluster(
+    object: Arc<DeserializeGuard<StormCluster>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    let delay: Duration = ctx.backoff.next(&key);
+    tracing::warn!(object = %key, category = error.category(), error = %error.chain(), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

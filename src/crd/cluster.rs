@@ -385,9 +385,6 @@ pub struct StormClusterStatus {
     /// Hash of the rendered storm.yaml the pods run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
-    /// When Nimbus was last reached (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_contact_time: Option<String>,
     /// Conditions `Available`, `Progressing` and `Degraded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "common::conditions_schema")]
@@ -418,9 +415,6 @@ pub struct NimbusStatus {
     /// Storm version it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Seconds since it started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uptime_seconds: Option<i64>,
 }
 
 /// Worker slots.

@@ -1,4 +1,231 @@
-//! StormCluster: validate the spec, build Nimbus, supervisors, UI and storm.yaml.
+//! StormCluster: fetch, validate (pure), build (pure), apply, status.
 
 pub mod build;
+pub mod status;
 pub mod validate;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::clusters::{ClusterKey, NimbusTarget};
+use crate::controller::apply::{self, Applied};
+use crate::controller::context::{Context, Error};
+use crate::controller::labels::{self, Component};
+use crate::crd::cluster::condition;
+use crate::crd::common::condition_status::{FALSE, TRUE};
+use crate::crd::{FIELD_MANAGER, StormCluster, StormClusterStatus};
+use validate::ClusterPlan;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "stormcluster";
+
+/// The Nimbus target of a validated cluster.
+pub fn nimbus_target(cluster: &StormCluster, plan: &ClusterPlan) -> NimbusTarget {
+    let seeds = match plan {
+        ClusterPlan::External { seeds } => seeds.iter().map(|(h, p)| format!("{h}:{p}")).collect(),
+        ClusterPlan::Managed(m) => build::nimbus_seeds(m)
+            .into_iter()
+            .map(|h| format!("{h}:{}", build::NIMBUS_PORT))
+            .collect(),
+    };
+    let thrift = &cluster.spec.thrift;
+    NimbusTarget {
+        seeds,
+        call_timeout: std::time::Duration::from_secs(
+            u64::try_from(thrift.call_timeout_seconds.max(1)).unwrap_or(10),
+        ),
+        max_response_bytes: usize::try_from(thrift.max_response_bytes).unwrap_or(64 << 20),
+    }
+}
+
+/// One reconcile of a StormCluster.
+pub async fn reconcile(cluster: Arc<StormCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = cluster
+        .namespace()
+        .ok_or(Error::MissingField("namespace"))?;
+    let name = cluster.name_any();
+    let key = ClusterKey::new(&namespace, &name);
+    if cluster.meta().deletion_timestamp.is_some() {
+        // Children go with the owner (garbage collection); only our connection is ours to drop.
+        ctx.clusters.remove(&key);
+        return Ok(Action::await_change());
+    }
+    let plan = match validate::validate(&cluster) {
+        Ok(plan) => plan,
+        Err(invalid) => {
+            report_invalid(&cluster, &ctx, &invalid).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let connection = ctx.clusters.ensure(&key, &nimbus_target(&cluster, &plan))?;
+    let snapshot = connection.snapshot();
+    let nimbus_view = status::NimbusView {
+        snapshot: Some(&snapshot),
+        max_age: ctx.settings.max_data_age,
+        now: Timestamp::now(),
+    };
+
+    let mut written = Vec::new();
+    let status = match &plan {
+        ClusterPlan::External { .. } => status::compute(
+            cluster.status.as_ref(),
+            cluster.meta().generation,
+            status::Workloads::default(),
+            nimbus_view,
+        ),
+        ClusterPlan::Managed(managed) => {
+            let children = build::build(&cluster, managed);
+            let client = &ctx.client;
+            macro_rules! apply_child {
+                ($ty:ty, $obj:expr) => {{
+                    let obj: &$ty = $obj;
+                    let live = apply::get_opt::<$ty>(client, &namespace, &obj.name_any()).await?;
+                    if apply::apply(client, obj, live.as_ref()).await? == Applied::Written {
+                        written.push(format!(
+                            "{}/{}",
+                            <$ty as Resource>::kind(&()),
+                            obj.name_any()
+                        ));
+                    }
+                    live
+                }};
+            }
+            apply_child!(ConfigMap, &children.config_map);
+            apply_child!(Service, &children.nimbus_headless);
+            apply_child!(Service, &children.nimbus_service);
+            let nimbus_live = apply_child!(StatefulSet, &children.nimbus);
+            apply_child!(PodDisruptionBudget, &children.nimbus_pdb);
+            let supervisors_live = apply_child!(Deployment, &children.supervisors);
+            let mut keep_ui = Vec::new();
+            if let Some((deploy, svc)) = &children.ui {
+                apply_child!(Deployment, deploy);
+                apply_child!(Service, svc);
+                keep_ui.push(build::names::ui(&name));
+            }
+            let uid = cluster.uid().unwrap_or_default();
+            let ui_selector =
+                labels::selector_string(&labels::selector_labels(&name, Component::Ui));
+            let mut removed = apply::delete_orphans::<Deployment>(
+                client,
+                &namespace,
+                &ui_selector,
+                &uid,
+                &keep_ui,
+            )
+            .await?;
+            removed.extend(
+                apply::delete_orphans::<Service>(client, &namespace, &ui_selector, &uid, &keep_ui)
+                    .await?,
+            );
+            if !removed.is_empty() {
+                let note = format!("deleted {} (no longer in the spec)", removed.join(", "));
+                ctx.event(
+                    &cluster.object_ref(&()),
+                    EventType::Normal,
+                    "ChildrenDeleted",
+                    "Delete",
+                    note,
+                )
+                .await;
+            }
+            status::compute(
+                cluster.status.as_ref(),
+                cluster.meta().generation,
+                status::Workloads {
+                    plan: Some(managed),
+                    nimbus: nimbus_live.as_ref(),
+                    supervisors: supervisors_live.as_ref(),
+                    config_hash: Some(&children.config_hash),
+                },
+                nimbus_view,
+            )
+        }
+    };
+    if !written.is_empty() {
+        let note = format!("applied {}", written.join(", "));
+        ctx.event(
+            &cluster.object_ref(&()),
+            EventType::Normal,
+            "Applied",
+            "Apply",
+            note,
+        )
+        .await;
+    }
+    write_status(&ctx, &cluster, status).await?;
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// Writes `status` when it differs from the stored one: a steady state writes nothing.
+async fn write_status(
+    ctx: &Context,
+    cluster: &StormCluster,
+    status: StormClusterStatus,
+) -> Result<(), Error> {
+    if cluster.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<StormCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "storm.apache.org/v1alpha1",
+        "kind": "StormCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn report_invalid(
+    cluster: &StormCluster,
+    ctx: &Context,
+    invalid: &validate::InvalidSpec,
+) -> Result<(), Error> {
+    ctx.event(
+        &cluster.object_ref(&()),
+        EventType::Warning,
+        invalid.reason(),
+        "Validate",
+        invalid.to_string(),
+    )
+    .await;
+    let now = Timestamp::now();
+    let generation = cluster.meta().generation;
+    let previous = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let desired = [
+        crate::controller::conditions::Desired {
+            type_: condition::DEGRADED,
+            status: TRUE,
+            reason: invalid.reason(),
+            message: invalid.to_string(),
+        },
+        crate::controller::conditions::Desired {
+            type_: condition::PROGRESSING,
+            status: FALSE,
+            reason: "InvalidSpec",
+            message: "fix the spec; nothing is applied until then".into(),
+        },
+    ];
+    let mut status = cluster.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    status.conditions = crate::controller::conditions::merge(previous, &desired, generation, now);
+    write_status(ctx, cluster, status).await
+}

@@ -1,0 +1,211 @@
+//! What every reconciler shares: the client, the Storm cluster registry, metrics, the event
+//! recorder, per-object retry backoff, and the error type whose category names Events and metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::clusters::Clusters;
+use crate::metrics::Metrics;
+use crate::nimbus::NimbusError;
+
+/// Timing of the reconcilers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Requeue after a successful reconcile: the safety net, and how often status follows Nimbus.
+    pub resync: Duration,
+    /// First retry after a transient error; doubled per failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Nimbus data older than this counts as unreachable.
+    pub max_data_age: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            max_data_age: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The reconcilers' shared state.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Connections to Storm clusters.
+    pub clusters: Arc<Clusters>,
+    /// Process metrics (reconcile counters and durations).
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Timing.
+    pub settings: Settings,
+    /// Retry delays of failing objects.
+    pub backoff: Backoff,
+}
+
+/// Per-object exponential retry delays.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// Delays from `base`, doubling per failure, never above `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The delay before retrying `key` after another failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        let delay = self
+            .base
+            .saturating_mul(2u32.saturating_pow(*n))
+            .min(self.max);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// Forgets `key`'s failures after a success.
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+impl Context {
+    /// A context; Events are reported as `storm-controller` from `instance` (the pod name).
+    pub fn new(
+        client: Client,
+        clusters: Arc<Clusters>,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: crate::crd::FIELD_MANAGER.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clusters,
+            metrics,
+            backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+            settings,
+        }
+    }
+
+    /// Publishes an Event about `object`; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(crate::controller::conditions::truncate(&note.into(), 1024)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "publishing an event failed");
+        }
+    }
+}
+
+/// A reconcile failure. The category names the Event reason and the metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Nimbus call failed.
+    #[error("Nimbus: {0}")]
+    Nimbus(#[from] NimbusError),
+    /// The object has no namespace or name (never from a real API server).
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// CamelCase category: Event reason and `error` label of `storm_controller_reconcile_errors_total`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(e)) if e.code == 409 => "Conflict",
+            Error::Kube(_) => "KubeApiError",
+            Error::Nimbus(_) => "NimbusUnreachable",
+            Error::MissingField(_) => "InvalidObject",
+        }
+    }
+
+    /// The error and its sources, joined, for an Event note.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let next = s.to_string();
+            if !text.contains(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = s.source();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let delays: Vec<u64> = (0..5).map(|_| backoff.next("a").as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+        assert_eq!(backoff.next("b").as_secs(), 1, "keys are independent");
+        backoff.reset("a");
+        assert_eq!(backoff.next("a").as_secs(), 1);
+    }
+
+    #[test]
+    fn categories_name_the_failure() {
+        let conflict = kube::Error::Api(
+            kube::core::Status::failure("conflict", "Conflict")
+                .with_code(409)
+                .boxed(),
+        );
+        assert_eq!(Error::from(conflict).category(), "Conflict");
+        let gone = kube::Error::Api(
+            kube::core::Status::failure("gone", "NotFound")
+                .with_code(404)
+                .boxed(),
+        );
+        assert_eq!(Error::from(gone).category(), "KubeApiError");
+        assert_eq!(Error::MissingField("namespace").category(), "InvalidObject");
+    }
+}
