@@ -1177,3 +1177,144 @@ async fn shutdown_ends_open_watches() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn bookmarks_and_streaming_lists() {
+    within(async {
+        let options = KubeSimOptions {
+            bookmark_interval: Duration::from_millis(100),
+            ..KubeSimOptions::default()
+        };
+        let sim = KubeSim::start_with(options).await.expect("start");
+        let api: Api<ConfigMap> = Api::default_namespaced(sim.client());
+        api.create(&PostParams::default(), &cm("s1", json!({})))
+            .await
+            .expect("create");
+        let rv = sim.resource_version().to_string();
+        let wp = WatchParams::default().timeout(10);
+        let mut stream = api.watch(&wp, &rv).await.expect("watch").boxed();
+        match stream.try_next().await.expect("event") {
+            Some(WatchEvent::Bookmark(b)) => assert_eq!(b.metadata.resource_version, rv),
+            other => panic!("expected a BOOKMARK, got {other:?}"),
+        }
+        drop(stream);
+
+        // kube's streaming-list watcher: initial ADDED events, then the initial-events-end bookmark.
+        let cfg = watcher::Config::default().streaming_lists();
+        let mut events = watcher(api.clone(), cfg).boxed();
+        let mut initial = Vec::new();
+        loop {
+            match events.try_next().await.expect("watcher") {
+                Some(watcher::Event::InitApply(o)) => initial.push(o.name_any()),
+                Some(watcher::Event::InitDone) => break,
+                Some(_) => {}
+                None => panic!("watcher ended"),
+            }
+        }
+        assert_eq!(initial, ["s1"]);
+        let streamed = sim
+            .requests()
+            .into_iter()
+            .any(|r| r.query.contains("sendInitialEvents=true"));
+        assert!(streamed, "the watcher used a streaming list");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn event_recorder_publishes_through_events_k8s_io() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    within(async {
+        let sim = KubeSim::start().await;
+        let client = sim.client();
+        let clusters: Api<StormCluster> = Api::default_namespaced(client.clone());
+        let c = clusters
+            .create(&PostParams::default(), &cluster("ev"))
+            .await
+            .expect("create");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "storm-controller".into(),
+                instance: None,
+            },
+        );
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "InvalidSpec".into(),
+            note: Some("bad".into()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        recorder
+            .publish(&ev, &c.object_ref(&()))
+            .await
+            .expect("publish");
+        recorder
+            .publish(&ev, &c.object_ref(&()))
+            .await
+            .expect("publish again (series patch)");
+        let events: Vec<k8s_openapi::api::events::v1::Event> = sim.list(Some("default"));
+        assert_eq!(events.len(), 1, "the repeat became a series on one Event");
+        assert_eq!(events[0].reason.as_deref(), Some("InvalidSpec"));
+        assert_eq!(
+            events[0].regarding.as_ref().and_then(|r| r.name.as_deref()),
+            Some("ev")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn namespaces_collections_and_dry_run() {
+    within(async {
+        let sim = KubeSim::start().await;
+        let client = sim.client();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "temp"}})).expect("ns");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create ns");
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "temp");
+        for n in ["a", "b", "c"] {
+            cms.create(&PostParams::default(), &cm(n, json!({})))
+                .await
+                .expect("create");
+        }
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        cms.create(&dry, &cm("d", json!({})))
+            .await
+            .expect("dry-run create");
+        assert!(
+            sim.get::<ConfigMap>("temp", "d").is_none(),
+            "dry run stores nothing"
+        );
+
+        let lp = ListParams::default().fields("metadata.name!=a");
+        cms.delete_collection(&DeleteParams::default(), &lp)
+            .await
+            .expect("delete collection");
+        let left: Vec<_> = sim
+            .list::<ConfigMap>(Some("temp"))
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        assert_eq!(left, ["a"]);
+
+        namespaces
+            .delete("temp", &DeleteParams::default())
+            .await
+            .expect("delete ns");
+        assert!(
+            sim.list::<ConfigMap>(Some("temp")).is_empty(),
+            "a namespace takes its contents"
+        );
+        assert!(sim.get::<Namespace>("", "default").is_some());
+    })
+    .await;
+}

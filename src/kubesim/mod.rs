@@ -29,8 +29,9 @@
 //! - No schema, CEL or admission validation beyond names, `apiVersion`/`kind` and metadata rules;
 //!   namespaces are not required to exist; `metadata.generation` exists on every kind.
 //! - `limit`/`continue` page over the current state (no snapshot); continue tokens never expire.
-//! - Garbage collection runs synchronously inside the deleting request; pods are removed without a
-//!   grace period; deleting a CRD leaves its kinds served.
+//! - Garbage collection runs synchronously inside the deleting request (deleting a namespace
+//!   deletes its contents the same way); pods are removed without a grace period; deleting a CRD
+//!   leaves its kinds served and its objects stored.
 //! - Watches that fall behind the broadcast buffer end; the client resumes from its last
 //!   resourceVersion (or gets 410 Expired and relists when that left the bounded history).
 
@@ -655,9 +656,7 @@ impl KubeSim {
 
 impl Drop for KubeSim {
     fn drop(&mut self) {
+        // Graceful: open watches end, idle connections close, the server task finishes on its own.
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }

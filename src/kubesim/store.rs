@@ -620,6 +620,21 @@ impl Store {
     /// deleted (their own finalizers honoured), the others lose the owner reference; an owner in
     /// foreground deletion whose last dependent this was goes too.
     fn after_removal(&mut self, gone: &Value) {
+        if gone.get("apiVersion").and_then(Value::as_str) == Some("v1")
+            && gone.get("kind").and_then(Value::as_str) == Some("Namespace")
+        {
+            // A namespace takes its contents with it.
+            let ns = meta_str(gone, "name").unwrap_or("").to_string();
+            let inside: Vec<ObjKey> = self
+                .objects
+                .keys()
+                .filter(|(_, n, _)| !ns.is_empty() && *n == ns)
+                .cloned()
+                .collect();
+            for k in inside {
+                self.delete_key(&k, Propagation::Background);
+            }
+        }
         let Some(uid) = meta_str(gone, "uid").map(str::to_string) else {
             return;
         };
