@@ -1318,3 +1318,78 @@ async fn namespaces_collections_and_dry_run() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn server_side_apply_removes_fields_the_manager_stopped_applying() {
+    within(async {
+        let sim = KubeSim::start().await;
+        let api: Api<ConfigMap> = Api::default_namespaced(sim.client());
+        let pp = PatchParams::apply("storm-controller").force();
+        let apply = |data: Value, labels: Value| {
+            Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cfg", "labels": labels}, "data": data,
+            }))
+        };
+        api.patch(
+            "cfg",
+            &pp,
+            &apply(
+                json!({"a": "1", "b": "2"}),
+                json!({"app": "storm", "old": "x"}),
+            ),
+        )
+        .await
+        .expect("first apply");
+        // Another writer adds its own key and label.
+        api.patch(
+            "cfg",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"user": "y"}}, "data": {"user": "u"}})),
+        )
+        .await
+        .expect("user edit");
+        let out = api
+            .patch(
+                "cfg",
+                &pp,
+                &apply(json!({"a": "1"}), json!({"app": "storm"})),
+            )
+            .await
+            .expect("second apply");
+        let data = out.data.clone().unwrap_or_default();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["a", "user"]);
+        let labels = out.labels().clone();
+        assert_eq!(labels.keys().collect::<Vec<_>>(), ["app", "user"]);
+        let entry = out
+            .managed_fields()
+            .iter()
+            .find(|m| m.manager.as_deref() == Some("storm-controller"))
+            .expect("manager entry");
+        assert_eq!(entry.operation.as_deref(), Some("Apply"));
+        let fields = serde_json::to_value(&entry.fields_v1).expect("fields");
+        assert_eq!(fields["f:data"], json!({"f:a": {}}));
+        // Re-applying the same configuration is a no-op.
+        let again = api
+            .patch(
+                "cfg",
+                &pp,
+                &apply(json!({"a": "1"}), json!({"app": "storm"})),
+            )
+            .await
+            .expect("third apply");
+        assert_eq!(again.resource_version(), out.resource_version());
+        // Dropping all labels from the configuration removes only the manager's own.
+        let bare = api
+            .patch(
+                "cfg",
+                &pp,
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}})),
+            )
+            .await
+            .expect("fourth apply");
+        assert_eq!(bare.name_any(), "cfg");
+        assert_eq!(bare.labels().keys().collect::<Vec<_>>(), ["user"]);
+    })
+    .await;
+}

@@ -22,10 +22,13 @@
 //! and authorization.k8s.io/v1 subjectaccessreviews answered by scripted hooks.
 //!
 //! # Simplified compared with a real apiserver
-//! - Strategic merge patch and server-side apply use JSON merge-patch semantics: no field
-//!   ownership, no apply conflicts (`force` is accepted and ignored), fields a manager stops
-//!   applying are not removed, list-maps are replaced whole. `managedFields` records who wrote
-//!   (manager, operation, subresource, time) but `fieldsV1` is empty.
+//! - Strategic merge patch is a JSON merge patch (no `$patch` directives, lists replaced whole).
+//!   Server-side apply is a merge patch plus pruning: each manager's applied field set is kept in
+//!   `managedFields[].fieldsV1` (`f:<key>` for map keys; lists and scalars are leaves), and map keys
+//!   it applied before but not now are removed. Lists are atomic (an apply replaces
+//!   `containers`, `finalizers`, `ownerReferences` whole), ownership is never shared, so there
+//!   are no apply conflicts (`force` is accepted and ignored). Update entries record manager,
+//!   operation, subresource and time with an empty `fieldsV1`.
 //! - No schema, CEL or admission validation beyond names, `apiVersion`/`kind` and metadata rules;
 //!   namespaces are not required to exist; `metadata.generation` exists on every kind.
 //! - `limit`/`continue` page over the current state (no snapshot); continue tokens never expire.

@@ -1,9 +1,11 @@
 //! The four patch types, applied to JSON values.
 //!
-//! Simplifications, documented for tests that rely on them: strategic merge patch and server-side
-//! apply both use JSON merge-patch semantics (maps merge recursively, lists are replaced whole,
-//! `null` deletes); `$patch` directives are not interpreted and apply never removes fields that a
-//! manager stopped applying.
+//! Simplifications, documented for tests that rely on them: strategic merge patch uses JSON
+//! merge-patch semantics (maps merge recursively, lists are replaced whole, `null` deletes) and
+//! `$patch` directives are not interpreted. Server-side apply is a merge patch plus field pruning:
+//! the manager's field set (`fieldsV1`: `f:<key>` for map keys, lists and scalars are leaves) is
+//! remembered, and map keys it applied last time but not this time are removed first. Lists are
+//! atomic, and fields are never shared between managers (no apply conflicts).
 
 use serde_json::Value;
 
@@ -86,10 +88,110 @@ pub fn apply(kind: PatchKind, target: &Value, patch: &Value) -> Result<Value, Ap
     Ok(out)
 }
 
+/// Metadata fields an applied configuration can own; the rest are the server's.
+const OWNABLE_METADATA: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
+
+/// The field set (`fieldsV1`) of an applied configuration: `.status` only for the status
+/// subresource, everything but `.status` otherwise; `apiVersion`, `kind` and server-owned
+/// metadata are never owned.
+pub fn applied_fields(config: &Value, status: bool) -> Value {
+    let mut owned = serde_json::Map::new();
+    if let Some(m) = config.as_object() {
+        for (k, v) in m {
+            let keep = match k.as_str() {
+                "apiVersion" | "kind" => false,
+                "status" => status,
+                _ => !status,
+            };
+            if !keep {
+                continue;
+            }
+            if k == "metadata" {
+                let meta: serde_json::Map<String, Value> = v
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(mk, _)| OWNABLE_METADATA.contains(&mk.as_str()))
+                    .map(|(mk, mv)| (mk.clone(), mv.clone()))
+                    .collect();
+                if !meta.is_empty() {
+                    owned.insert(k.clone(), Value::Object(meta));
+                }
+            } else {
+                owned.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    field_set(&Value::Object(owned))
+}
+
+fn field_set(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (format!("f:{k}"), field_set(v)))
+                .collect(),
+        ),
+        _ => Value::Object(serde_json::Map::new()),
+    }
+}
+
+/// Removes from `target` the fields of `old` (a field set) that `new` no longer has: leaves go,
+/// maps keep the keys the manager never owned.
+pub fn prune(target: &mut Value, old: &Value, new: &Value) {
+    let (Some(t), Some(o)) = (target.as_object_mut(), old.as_object()) else {
+        return;
+    };
+    for (fk, old_sub) in o {
+        let Some(k) = fk.strip_prefix("f:") else {
+            continue;
+        };
+        let container = old_sub.as_object().is_some_and(|m| !m.is_empty());
+        match new.get(fk) {
+            // A map the manager no longer applies loses only the keys it owned.
+            None if container => {
+                if let Some(t_sub) = t.get_mut(k) {
+                    prune(t_sub, old_sub, &Value::Object(serde_json::Map::new()));
+                }
+            }
+            None => {
+                t.remove(k);
+            }
+            Some(new_sub) => {
+                if let Some(t_sub) = t.get_mut(k) {
+                    prune(t_sub, old_sub, new_sub);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn apply_prunes_what_the_manager_stopped_applying() {
+        let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"a": "1", "b": "2"}, "status": {"s": 1}});
+        let fields = applied_fields(&first, false);
+        assert_eq!(
+            fields,
+            json!({"f:metadata": {"f:labels": {"f:x": {}}}, "f:data": {"f:a": {}, "f:b": {}}})
+        );
+        let second = json!({"metadata": {"name": "a"}, "data": {"a": "1"}});
+        let mut stored = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "other": "y"}}, "data": {"a": "1", "b": "2", "c": "mine"}});
+        prune(&mut stored, &fields, &applied_fields(&second, false));
+        assert_eq!(
+            stored,
+            json!({"metadata": {"name": "a", "uid": "u", "labels": {"other": "y"}}, "data": {"a": "1", "c": "mine"}})
+        );
+        assert_eq!(
+            applied_fields(&first, true),
+            json!({"f:status": {"f:s": {}}})
+        );
+    }
 
     #[test]
     fn merge_json_and_yaml() {

@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::kinds::{ResourceKind, Review};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{DeleteOpts, Deleted, Part, Propagation, WriteCtx};
+use super::store::{DeleteOpts, Deleted, Part, Propagation, WriteCtx, applied_fields_of};
 use super::watch::{self, WatchRequest};
 use super::{RecordedRequest, ReviewFault, Shared, lock};
 
@@ -388,6 +388,7 @@ fn ctx(req: &Req, apply: bool) -> WriteCtx<'_> {
         manager: req.q("fieldManager"),
         apply,
         dry_run: req.dry_run(),
+        fields: None,
     }
 }
 
@@ -514,33 +515,52 @@ fn patch_object(
         ));
     }
     let part = if status { Part::Status } else { Part::Main };
+    let sub = status.then_some("status");
+    let fields = apply.then(|| patch::applied_fields(&body, status));
+    let wctx = WriteCtx {
+        fields: fields.as_ref(),
+        ..ctx(req, apply)
+    };
     let (out, was_created) = {
         let mut store = shared.lock_store();
         match store.get(&t.kind, &t.ns, name).cloned() {
             Some(current) => {
-                let patched = patch::apply(pk, &current, &body)?;
+                let mut base = current.clone();
+                if let (Some(manager), Some(new_fields)) = (wctx.manager.filter(|_| apply), &fields)
+                    && let Some(old_fields) = applied_fields_of(&current, manager, sub)
+                {
+                    patch::prune(&mut base, &old_fields, new_fields);
+                }
+                let patched = patch::apply(pk, &base, &body)?;
                 (
-                    store.update(&t.kind, &t.ns, name, patched, part, ctx(req, apply))?,
+                    store.update(&t.kind, &t.ns, name, patched, part, wctx)?,
                     false,
                 )
             }
             None if apply && !status => {
                 let mut obj = body;
-                if let Some(m) = obj.as_object_mut() {
-                    let meta = m.entry("metadata").or_insert_with(|| json!({}));
-                    match meta.get("name").and_then(Value::as_str) {
-                        Some(n) if n != name => {
-                            return Err(ApiError::bad_request(format!(
-                                "the name of the object ({n}) does not match the name on the URL ({name})"
-                            )));
-                        }
-                        _ => meta["name"] = json!(name),
+                let meta = obj
+                    .as_object_mut()
+                    .ok_or_else(|| ApiError::bad_request("an apply patch must be an object"))?
+                    .entry("metadata")
+                    .or_insert_with(|| json!({}));
+                if meta.is_null() {
+                    *meta = json!({});
+                }
+                let meta = meta
+                    .as_object_mut()
+                    .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+                match meta.get("name").and_then(Value::as_str) {
+                    Some(n) if n != name => {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({n}) does not match the name on the URL ({name})"
+                        )));
+                    }
+                    _ => {
+                        meta.insert("name".into(), json!(name));
                     }
                 }
-                (
-                    store.create(&t.kind, &t.ns, obj, false, ctx(req, true))?,
-                    true,
-                )
+                (store.create(&t.kind, &t.ns, obj, false, wctx)?, true)
             }
             None => return Err(ApiError::not_found(&t.kind.plural, name)),
         }

@@ -71,6 +71,24 @@ pub(crate) struct WriteCtx<'a> {
     pub manager: Option<&'a str>,
     pub apply: bool,
     pub dry_run: bool,
+    /// The field set an apply owns (`fieldsV1`).
+    pub fields: Option<&'a Value>,
+}
+
+fn same_entry(e: &Value, manager: &str, operation: &str, sub: Option<&str>) -> bool {
+    e.get("manager").and_then(Value::as_str) == Some(manager)
+        && e.get("operation").and_then(Value::as_str) == Some(operation)
+        && e.get("subresource").and_then(Value::as_str) == sub
+}
+
+/// The field set a manager's last apply (to the main resource, or to `sub`) owned.
+pub(crate) fn applied_fields_of(obj: &Value, manager: &str, sub: Option<&str>) -> Option<Value> {
+    meta(obj)?
+        .get("managedFields")?
+        .as_array()?
+        .iter()
+        .find(|e| same_entry(e, manager, "Apply", sub))
+        .and_then(|e| e.get("fieldsV1").cloned())
 }
 
 /// `propagationPolicy` of a delete.
@@ -369,7 +387,7 @@ impl Store {
             "apiVersion": kind,
             "time": now(),
             "fieldsType": "FieldsV1",
-            "fieldsV1": {},
+            "fieldsV1": ctx.fields.cloned().unwrap_or_else(|| json!({})),
         });
         if let (Some(s), Some(e)) = (sub, entry.as_object_mut()) {
             e.insert("subresource".into(), Value::String(s.into()));
@@ -381,11 +399,7 @@ impl Store {
             *list = Value::Array(Vec::new());
         }
         if let Some(list) = list.as_array_mut() {
-            list.retain(|e| {
-                !(e.get("manager").and_then(Value::as_str) == Some(manager)
-                    && e.get("operation").and_then(Value::as_str) == Some(operation)
-                    && e.get("subresource").and_then(Value::as_str) == sub)
-            });
+            list.retain(|e| !same_entry(e, manager, operation, sub));
             list.push(entry);
         }
     }
@@ -571,10 +585,14 @@ impl Store {
                 .unwrap_or(1);
             meta_mut(&mut result)?.insert("generation".into(), json!(g + 1));
         }
-        if result == old {
+        let sub = (part == Part::Status).then_some("status");
+        let ownership_changed = match (ctx.manager, ctx.fields) {
+            (Some(m), Some(f)) if ctx.apply => applied_fields_of(&old, m, sub).as_ref() != Some(f),
+            _ => false,
+        };
+        if result == old && !ownership_changed {
             return Ok(old);
         }
-        let sub = (part == Part::Status).then_some("status");
         Self::record_manager(meta_mut(&mut result)?, &kind.api_version(), ctx, sub);
         if ctx.dry_run {
             return Ok(result);
