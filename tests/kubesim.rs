@@ -540,6 +540,23 @@ async fn watch_resumes_and_expired_resource_version_is_410() {
             Some(WatchEvent::Deleted(_))
         ));
         drop(stream);
+        // The same history through an all-namespaces watch.
+        let all: Api<ConfigMap> = Api::all(sim.client());
+        let seen: Vec<_> = all
+            .watch(&WatchParams::default().timeout(1), &from)
+            .await
+            .expect("watch all")
+            .try_filter(|e| std::future::ready(!matches!(e, WatchEvent::Bookmark(_))))
+            .try_collect()
+            .await
+            .expect("events");
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [WatchEvent::Modified(_), WatchEvent::Deleted(_)]
+            ),
+            "{seen:?}"
+        );
 
         // Push the first events out of the history.
         for i in 0..10 {
@@ -1390,6 +1407,42 @@ async fn server_side_apply_removes_fields_the_manager_stopped_applying() {
             .expect("fourth apply");
         assert_eq!(bare.name_any(), "cfg");
         assert_eq!(bare.labels().keys().collect::<Vec<_>>(), ["user"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_storm_crds_the_paths_are_missing_until_installed() {
+    within(async {
+        let options = KubeSimOptions {
+            install_storm_crds: false,
+            ..KubeSimOptions::default()
+        };
+        let sim = KubeSim::start_with(options).await.expect("start");
+        let client = sim.client();
+        let clusters: Api<StormCluster> = Api::default_namespaced(client.clone());
+        assert_eq!(api_code(clusters.list(&ListParams::default()).await).0, 404);
+        type Crd = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let crds: Api<Crd> = Api::all(client.clone());
+        assert!(crds.get_opt("stormclusters.storm.apache.org").await.expect("get").is_none());
+        for crd in storm_controller::crd::crds() {
+            crds.create(&PostParams::default(), &crd).await.expect("install crd");
+        }
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            "stormclusters.storm.apache.org",
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        established.await.expect("established");
+        clusters.create(&PostParams::default(), &cluster("late")).await.expect("served now");
+
+        // Namespaces created through the API are Active; the handle is shareable.
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "fresh"}})).expect("ns");
+        let ns = namespaces.create(&PostParams::default(), &ns).await.expect("create");
+        assert_eq!(ns.status.and_then(|s| s.phase).as_deref(), Some("Active"));
+        fn shareable<T: Send + Sync + 'static>(_: &T) {}
+        shareable(&sim);
     })
     .await;
 }

@@ -176,10 +176,11 @@ impl ResourceKind {
     }
 }
 
-/// The kinds served from the start (see the module docs of [`crate::kubesim`]).
+/// The built-in kinds served from the start (see the module docs of [`crate::kubesim`]); the
+/// Storm kinds come from their CRDs.
 pub fn builtin() -> Vec<ResourceKind> {
     use ResourceKind as K;
-    let mut kinds = vec![
+    vec![
         K::new("", "v1", "Namespace", "namespaces", false)
             .short(&["ns"])
             .with_status()
@@ -258,11 +259,7 @@ pub fn builtin() -> Vec<ResourceKind> {
             false,
         )
         .review(Review::SubjectAccess),
-    ];
-    for crd in crate::crd::crds() {
-        kinds.extend(ResourceKind::from_crd(&crd));
-    }
-    kinds
+    ]
 }
 
 #[cfg(test)]
@@ -271,7 +268,10 @@ mod tests {
 
     #[test]
     fn storm_worker_pool_has_scale_and_selectable_fields() {
-        let kinds = builtin();
+        let kinds: Vec<_> = crate::crd::crds()
+            .iter()
+            .flat_map(ResourceKind::from_crd)
+            .collect();
         let wp = kinds
             .iter()
             .find(|k| k.plural == "stormworkerpools")

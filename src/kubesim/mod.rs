@@ -80,6 +80,10 @@ pub struct KubeSimOptions {
     pub bookmark_interval: Duration,
     /// Requests kept in the request log (oldest dropped first).
     pub request_log_capacity: usize,
+    /// Install the Storm CRDs (stored and Established) at start. Without them the Storm paths
+    /// answer 404 like a cluster where nobody installed the CRDs; creating them through the API
+    /// (or [`KubeSim::register_crd`]) serves them later.
+    pub install_storm_crds: bool,
 }
 
 impl Default for KubeSimOptions {
@@ -89,6 +93,7 @@ impl Default for KubeSimOptions {
             watch_buffer: 4096,
             bookmark_interval: Duration::from_secs(2),
             request_log_capacity: 20_000,
+            install_storm_crds: true,
         }
     }
 }
@@ -181,7 +186,7 @@ pub type TokenReviewHook = Arc<dyn Fn(&TokenReviewSpec) -> TokenReviewStatus + S
 pub type AccessReviewHook =
     Arc<dyn Fn(&SubjectAccessReviewSpec) -> SubjectAccessReviewStatus + Send + Sync>;
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct ReviewHooks {
     tokens: HashMap<String, UserInfo>,
     rules: Vec<AccessRule>,
@@ -357,6 +362,13 @@ impl KubeSim {
         let mut store = Store::new(options.history_capacity, tx);
         for kind in kinds::builtin() {
             store.register(kind);
+        }
+        if options.install_storm_crds {
+            for crd in crate::crd::crds() {
+                for kind in ResourceKind::from_crd(&crd) {
+                    store.register(kind);
+                }
+            }
         }
         let (stop, shutdown) = signal::channel(false);
         let shared = Arc::new(Shared {

@@ -41,6 +41,9 @@ pub(crate) fn seed(shared: &Shared) {
             let _ = store.create(&ns, "", obj, true, ctx);
         }
     }
+    if !shared.options.install_storm_crds {
+        return;
+    }
     if let Some(crd_kind) = store.kind("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
         for crd in crate::crd::crds() {
             if let Ok(mut v) = serde_json::to_value(&crd) {
@@ -374,7 +377,7 @@ async fn resource(
                 let mut store = shared.lock_store();
                 store.update(&kind, &t.ns, name, body, part, ctx(req, false))?
             };
-            after_write(shared, &kind, &out);
+            after_write(shared, req, &kind, &out);
             Ok(ok(out))
         }
         ("patch", sub) => patch_object(shared, &t, req, sub == Some("status")),
@@ -405,8 +408,9 @@ fn fields(req: &Req, kind: &ResourceKind) -> Result<FieldSelector, ApiError> {
 }
 
 /// Registers the kinds of a CRD written through the API.
-fn after_write(shared: &Shared, kind: &ResourceKind, obj: &Value) {
-    if kind.group == "apiextensions.k8s.io"
+fn after_write(shared: &Shared, req: &Req, kind: &ResourceKind, obj: &Value) {
+    if !req.dry_run()
+        && kind.group == "apiextensions.k8s.io"
         && kind.plural == "customresourcedefinitions"
         && let Ok(crd) = serde_json::from_value::<CustomResourceDefinition>(obj.clone())
     {
@@ -467,33 +471,28 @@ fn list(shared: &Shared, t: &Target<'_>, req: &Req) -> Result<Response, ApiError
 }
 
 fn create(shared: &Shared, t: &Target<'_>, req: &Req) -> Result<Response, ApiError> {
-    let body = patch::parse_body(None, &req.body)?;
-    let out = {
-        let mut store = shared.lock_store();
-        let out = store.create(&t.kind, &t.ns, body, false, ctx(req, false))?;
-        if t.kind.group == "apiextensions.k8s.io" && !req.dry_run() {
-            // CRDs are Established at once.
-            let name = out["metadata"]["name"].as_str().unwrap_or("").to_string();
-            match serde_json::from_value::<CustomResourceDefinition>(out.clone()) {
-                Ok(crd) => {
-                    let mut with_status = out.clone();
-                    with_status["status"] = established(&crd);
-                    store.update(
-                        &t.kind,
-                        "",
-                        &name,
-                        with_status,
-                        Part::Status,
-                        WriteCtx::default(),
-                    )?
-                }
-                Err(_) => out,
-            }
-        } else {
-            out
-        }
+    let mut body = patch::parse_body(None, &req.body)?;
+    // The status the apiserver gives new namespaces (Active) and CRDs (Established at once).
+    let server_status = if !body.is_object() {
+        None
+    } else if t.kind.group.is_empty() && t.kind.plural == "namespaces" {
+        Some(json!({"phase": "Active"}))
+    } else if t.kind.group == "apiextensions.k8s.io" && t.kind.plural == "customresourcedefinitions"
+    {
+        serde_json::from_value::<CustomResourceDefinition>(body.clone())
+            .ok()
+            .map(|crd| established(&crd))
+    } else {
+        None
     };
-    after_write(shared, &t.kind, &out);
+    let keep_status = server_status.is_some();
+    if let (Some(status), Some(m)) = (server_status, body.as_object_mut()) {
+        m.insert("status".into(), status);
+    }
+    let out = shared
+        .lock_store()
+        .create(&t.kind, &t.ns, body, keep_status, ctx(req, false))?;
+    after_write(shared, req, &t.kind, &out);
     Ok(created(out))
 }
 
@@ -565,7 +564,7 @@ fn patch_object(
             None => return Err(ApiError::not_found(&t.kind.plural, name)),
         }
     };
-    after_write(shared, &t.kind, &out);
+    after_write(shared, req, &t.kind, &out);
     Ok(if was_created { created(out) } else { ok(out) })
 }
 
@@ -819,8 +818,9 @@ async fn answer_review(shared: &Shared, review: Review, req: &Req) -> Result<Res
         Review::SubjectAccess => &shared.access_reviews,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    let fault = lock(&shared.reviews).fault.clone();
-    match fault {
+    // Hooks are user code: call them on a copy, with no lock held.
+    let hooks = lock(&shared.reviews).clone();
+    match hooks.fault {
         ReviewFault::None => {}
         ReviewFault::Delay(d) => tokio::time::sleep(d).await,
         ReviewFault::Fail(code) => return Err(ApiError::from_code(code, "kubesim review fault")),
@@ -829,12 +829,12 @@ async fn answer_review(shared: &Shared, review: Review, req: &Req) -> Result<Res
     let out = match review {
         Review::Token => {
             let mut tr: TokenReview = serde_json::from_slice(&req.body).map_err(bad)?;
-            tr.status = Some(lock(&shared.reviews).token_review(&tr.spec));
+            tr.status = Some(hooks.token_review(&tr.spec));
             serde_json::to_value(tr)
         }
         Review::SubjectAccess => {
             let mut sar: SubjectAccessReview = serde_json::from_slice(&req.body).map_err(bad)?;
-            sar.status = Some(lock(&shared.reviews).access_review(&sar.spec));
+            sar.status = Some(hooks.access_review(&sar.spec));
             serde_json::to_value(sar)
         }
     };
