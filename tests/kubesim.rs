@@ -1148,6 +1148,11 @@ async fn errors_discovery_and_raw_requests() {
             .body(b"{not json".to_vec())
             .expect("request");
         assert_eq!(api_code(client.request::<ConfigMap>(req).await).0, 400);
+        let req = http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("content-type", "application/vnd.kubernetes.protobuf")
+            .body(b"k8s\0".to_vec())
+            .expect("request");
+        assert_eq!(api_code(client.request::<ConfigMap>(req).await).0, 415);
         let req = http::Request::get("/api/v1/nothings").body(Vec::new()).expect("request");
         assert_eq!(api_code(client.request::<Value>(req).await).0, 404);
 

@@ -35,6 +35,9 @@
 //! - Garbage collection runs synchronously inside the deleting request (deleting a namespace
 //!   deletes its contents the same way); pods are removed without a grace period; deleting a CRD
 //!   leaves its kinds served and its objects stored.
+//! - JSON (and YAML) only: protobuf/CBOR bodies get 415, so kubectl's typed generators
+//!   (`kubectl create configmap …`) fail while `kubectl apply/create -f` work; no OpenAPI documents
+//!   (use `kubectl apply --validate=false`); no server-side Table printing (kubectl shows NAME/AGE).
 //! - Watches that fall behind the broadcast buffer end; the client resumes from its last
 //!   resourceVersion (or gets 410 Expired and relists when that left the bounded history).
 

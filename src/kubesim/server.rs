@@ -367,7 +367,7 @@ async fn resource(
         }
         ("update", Some("scale")) | ("patch", Some("scale")) => write_scale(shared, &t, req),
         ("update", sub) => {
-            let body = patch::parse_body(None, &req.body)?;
+            let body = object_body(req)?;
             let part = if sub == Some("status") {
                 Part::Status
             } else {
@@ -383,6 +383,23 @@ async fn resource(
         ("patch", sub) => patch_object(shared, &t, req, sub == Some("status")),
         ("delete", _) => delete(shared, &t, req),
         _ => Err(ApiError::method_not_allowed(verb, &kind.plural)),
+    }
+}
+
+/// The object in a POST or PUT body: JSON or YAML. Protobuf and CBOR (kubectl's typed commands
+/// send protobuf for built-in kinds) get 415, as from a server that does not speak them.
+fn object_body(req: &Req) -> Result<Value, ApiError> {
+    let ct = req.content_type.as_deref().unwrap_or("application/json");
+    match ct.split(';').next().unwrap_or("").trim() {
+        "" | "application/json" | "*/*" => patch::parse_body(None, &req.body),
+        "application/yaml" => patch::parse_body(Some(PatchKind::Apply), &req.body),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
+            ),
+        )),
     }
 }
 
@@ -471,7 +488,7 @@ fn list(shared: &Shared, t: &Target<'_>, req: &Req) -> Result<Response, ApiError
 }
 
 fn create(shared: &Shared, t: &Target<'_>, req: &Req) -> Result<Response, ApiError> {
-    let mut body = patch::parse_body(None, &req.body)?;
+    let mut body = object_body(req)?;
     // The status the apiserver gives new namespaces (Active) and CRDs (Established at once).
     let server_status = if !body.is_object() {
         None
