@@ -354,6 +354,18 @@ async fn storm_custom_resources_status_and_worker_pool_scale() {
         let mut changed = t.clone();
         changed.spec.workers = 3;
         changed.status = None;
+        let mut unconditional = changed.clone();
+        unconditional.metadata.resource_version = None;
+        assert_eq!(
+            api_code(
+                topologies
+                    .replace("t1", &PostParams::default(), &unconditional)
+                    .await
+            )
+            .0,
+            422,
+            "custom resources need a resourceVersion on PUT"
+        );
         let changed = topologies
             .replace("t1", &PostParams::default(), &changed)
             .await

@@ -368,6 +368,15 @@ async fn resource(
         ("update", Some("scale")) | ("patch", Some("scale")) => write_scale(shared, &t, req),
         ("update", sub) => {
             let body = object_body(req)?;
+            let rv = body
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
+            if !kind.unconditional_update && rv.is_none_or(str::is_empty) {
+                return Err(ApiError::invalid(format!(
+                    "{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                    kind.kind
+                )));
+            }
             let part = if sub == Some("status") {
                 Part::Status
             } else {
