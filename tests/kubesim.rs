@@ -751,6 +751,19 @@ async fn owner_reference_cascade() {
             .await
             .expect("held by its finalizer");
         assert!(held.meta().deletion_timestamp.is_some());
+        let more = Patch::Merge(
+            json!({"metadata": {"finalizers": ["example.com/hold", "example.com/late"]}}),
+        );
+        assert_eq!(
+            api_code(
+                deployments
+                    .patch("bg-held", &PatchParams::default(), &more)
+                    .await
+            )
+            .0,
+            422,
+            "no new finalizers while deleting"
+        );
         deployments
             .patch(
                 "bg-held",

@@ -87,6 +87,8 @@ pub struct KubeSimOptions {
     /// answer 404 like a cluster where nobody installed the CRDs; creating them through the API
     /// (or [`KubeSim::register_crd`]) serves them later.
     pub install_storm_crds: bool,
+    /// Port on 127.0.0.1 to listen on; 0 (the default) picks a free one.
+    pub port: u16,
 }
 
 impl Default for KubeSimOptions {
@@ -97,6 +99,7 @@ impl Default for KubeSimOptions {
             bookmark_interval: Duration::from_secs(2),
             request_log_capacity: 20_000,
             install_storm_crds: true,
+            port: 0,
         }
     }
 }
@@ -357,9 +360,9 @@ impl KubeSim {
             .expect("kubesim: binding 127.0.0.1:0")
     }
 
-    /// Starts a server on 127.0.0.1 with an ephemeral port.
+    /// Starts a server on 127.0.0.1 (port from the options, ephemeral by default).
     pub async fn start_with(options: KubeSimOptions) -> std::io::Result<KubeSim> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
         let addr = listener.local_addr()?;
         let (tx, _) = broadcast::channel(options.watch_buffer.max(16));
         let mut store = Store::new(options.history_capacity, tx);

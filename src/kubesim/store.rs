@@ -533,6 +533,15 @@ impl Store {
                 "Precondition failed: UID in object meta does not match",
             ));
         }
+        if part != Part::Status && meta(&old).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+            let before = finalizers(&old);
+            if finalizers(&new).iter().any(|f| !before.contains(f)) {
+                return Err(ApiError::invalid(format!(
+                    "{} \"{name}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted",
+                    kind.kind
+                )));
+            }
+        }
         let new_status = new.get("status").cloned();
         let mut result = match part {
             Part::Main | Part::All => new,
