@@ -376,6 +376,44 @@ async fn storm_custom_resources_status_and_worker_pool_scale() {
             Some(1),
             "replace keeps .status"
         );
+        // Merge, JSON and apply patches work on custom resources; strategic merge does not.
+        let pp = PatchParams::default();
+        let merged = topologies
+            .patch("t1", &pp, &Patch::Merge(json!({"spec": {"args": ["a"]}})))
+            .await
+            .expect("merge");
+        assert_eq!(merged.spec.args, ["a"]);
+        let jp: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/workers", "value": 3},
+            {"op": "replace", "path": "/spec/workers", "value": 4},
+        ]))
+        .expect("json patch");
+        let patched = topologies
+            .patch("t1", &pp, &Patch::Json::<()>(jp))
+            .await
+            .expect("json patch");
+        assert_eq!(patched.spec.workers, 4);
+        let applied = topologies
+            .patch(
+                "t1",
+                &PatchParams::apply("storm-controller"),
+                &Patch::Apply(json!({
+                    "apiVersion": "storm.apache.org/v1alpha1", "kind": "StormTopology",
+                    "spec": {"mainClass": "com.example.Other"},
+                })),
+            )
+            .await
+            .expect("apply");
+        assert_eq!(applied.spec.main_class, "com.example.Other");
+        assert_eq!(applied.meta().generation, Some(5));
+        let smp = topologies
+            .patch(
+                "t1",
+                &pp,
+                &Patch::Strategic(json!({"spec": {"workers": 5}})),
+            )
+            .await;
+        assert_eq!(api_code(smp), (415, "UnsupportedMediaType".to_string()));
         // selectableFields from the CRD work as field selectors.
         topologies
             .create(&PostParams::default(), &topology("t2", "c2"))
@@ -431,6 +469,12 @@ async fn storm_custom_resources_status_and_worker_pool_scale() {
         let p = sim.get::<StormWorkerPool>("default", "p").expect("stored");
         assert_eq!(p.spec.template.replicas, 6);
         assert_eq!(p.status.map(|s| s.replicas), Some(2));
+        let gone = topologies
+            .delete("t2", &DeleteParams::default())
+            .await
+            .expect("delete");
+        assert!(gone.is_right());
+        assert!(sim.get::<StormTopology>("default", "t2").is_none());
     })
     .await;
 }

@@ -63,9 +63,9 @@ pub struct ResourceKind {
     pub selectable_fields: Vec<String>,
     /// Set for create-only review kinds answered by hooks.
     pub review: Option<Review>,
-    /// Whether a PUT may omit `metadata.resourceVersion` (built-ins: yes; custom resources: no,
-    /// the apiserver answers 422).
-    pub unconditional_update: bool,
+    /// Defined by a CRD. As in the apiserver, a PUT then needs `metadata.resourceVersion` (422
+    /// otherwise) and strategic merge patches get 415.
+    pub custom: bool,
 }
 
 impl ResourceKind {
@@ -85,7 +85,7 @@ impl ResourceKind {
             scale: None,
             selectable_fields: Vec::new(),
             review: None,
-            unconditional_update: true,
+            custom: false,
         }
     }
 
@@ -158,7 +158,7 @@ impl ResourceKind {
                     .singular
                     .clone()
                     .unwrap_or_else(|| spec.names.kind.to_ascii_lowercase());
-                kind.unconditional_update = false;
+                kind.custom = true;
                 kind.short_names = spec.names.short_names.clone().unwrap_or_default();
                 kind.categories = spec.names.categories.clone().unwrap_or_default();
                 if let Some(sub) = &v.subresources {

@@ -371,7 +371,7 @@ async fn resource(
             let rv = body
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str);
-            if !kind.unconditional_update && rv.is_none_or(str::is_empty) {
+            if kind.custom && rv.is_none_or(str::is_empty) {
                 return Err(ApiError::invalid(format!(
                     "{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
                     kind.kind
@@ -530,8 +530,17 @@ fn patch_object(
 ) -> Result<Response, ApiError> {
     let name = t.name.unwrap_or("");
     let ct = req.content_type.as_deref().unwrap_or("");
+    // Custom resources have no strategic-merge schema: the apiserver refuses that patch type.
     let pk = PatchKind::from_content_type(ct)
-        .ok_or_else(|| ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})")))?;
+        .filter(|pk| !(t.kind.custom && *pk == PatchKind::Strategic))
+        .ok_or_else(|| {
+            let strategic = if t.kind.custom { "" } else { ", application/strategic-merge-patch+json" };
+            ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{strategic} (got {ct:?})"),
+            )
+        })?;
     let body = patch::parse_body(Some(pk), &req.body)?;
     let apply = pk == PatchKind::Apply;
     if apply && req.q("fieldManager").is_none_or(str::is_empty) {
