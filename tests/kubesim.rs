@@ -982,8 +982,6 @@ async fn controller_reconciles_configmap_from_custom_resource() {
             })
         })
         .await;
-        // Let the apply finish (a late write could only hide a failure here, never fake one).
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             cms.get("main-config")
                 .await
@@ -1155,6 +1153,10 @@ async fn fault_injection_and_request_log() {
             "Conflict"
         );
 
+        assert!(
+            sim.requests().iter().any(|r| r.status == 409),
+            "injected faults are logged with their code"
+        );
         sim.clear_requests();
         api.get("f").await.expect("get");
         api.list(&ListParams::default()).await.expect("list");
@@ -1173,6 +1175,7 @@ async fn fault_injection_and_request_log() {
             Some("application/apply-patch+yaml")
         );
         assert!(writes[0].query.contains("fieldManager=x"));
+        assert_eq!(writes[0].status, 200);
         assert!(writes[0].body.contains("\"a\":\"b\""));
     })
     .await;

@@ -104,7 +104,7 @@ impl Default for KubeSimOptions {
     }
 }
 
-/// One request as the server received it.
+/// One request as the server received it, with the status it was answered with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
     /// HTTP method.
@@ -117,6 +117,8 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     /// Body as (lossy) UTF-8.
     pub body: String,
+    /// HTTP status of the answer (the log records requests once answered).
+    pub status: u16,
 }
 
 impl RecordedRequest {

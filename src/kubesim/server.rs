@@ -80,30 +80,36 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    shared.record(RecordedRequest {
+    let mut record = RecordedRequest {
         method: parts.method.clone(),
         path: path.clone(),
         query: parts.uri.query().unwrap_or("").to_string(),
         content_type: content_type.clone(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
-    });
-    if let Some(err) = shared.take_fault(&parts.method, &path) {
-        return err.into_response();
-    }
-    let query: Query = match axum::extract::Query::<Query>::try_from_uri(&parts.uri) {
-        Ok(q) => q.0,
-        Err(e) => return ApiError::bad_request(format!("invalid query: {e}")).into_response(),
+        status: 0,
     };
-    let req = Req {
-        method: parts.method,
-        query,
-        content_type,
-        body: bytes,
+    let resp = match shared.take_fault(&parts.method, &path) {
+        Some(err) => err.into_response(),
+        None => match axum::extract::Query::<Query>::try_from_uri(&parts.uri) {
+            Err(e) => ApiError::bad_request(format!("invalid query: {e}")).into_response(),
+            Ok(q) => {
+                let req = Req {
+                    method: parts.method,
+                    query: q.0,
+                    content_type,
+                    body: bytes,
+                };
+                route(&shared, &path, &req)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response)
+            }
+        },
     };
-    match route(&shared, &path, &req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    // Logged once answered (a watch: once its stream starts), so a test that sees a request in
+    // the log also sees its effect on the store.
+    record.status = resp.status().as_u16();
+    shared.record(record);
+    resp
 }
 
 struct Req {
