@@ -21,7 +21,18 @@
 //! the Storm CRDs from [`crate::crd::crds`]; and create-only authentication.k8s.io/v1 tokenreviews
 //! and authorization.k8s.io/v1 subjectaccessreviews answered by scripted hooks.
 //!
+//! # Test hooks
+//! Direct store access ([`KubeSim::get`], [`KubeSim::list`], [`KubeSim::put`],
+//! [`KubeSim::apply_status`], [`KubeSim::delete`]) lets a test play kubelet or a built-in
+//! controller; [`KubeSim::requests`]/[`KubeSim::writes`] show what a reconcile sent;
+//! [`KubeSim::fail_next`] injects API errors; TokenReview/SubjectAccessReview answers come from
+//! tables ([`KubeSim::add_token`], [`KubeSim::allow`]) or closures, with [`ReviewFault`] and
+//! call counters.
+//!
 //! # Simplified compared with a real apiserver
+//! - No authentication or authorization of callers: every request is served.
+//! - No defaulting (a Deployment keeps exactly the fields it was given) and no built-in
+//!   controllers: tests set `.status` themselves.
 //! - Strategic merge patch is a JSON merge patch (no `$patch` directives, lists replaced whole).
 //!   Server-side apply is a merge patch plus pruning: each manager's applied field set is kept in
 //!   `managedFields[].fieldsV1` (`f:<key>` for map keys; lists and scalars are leaves), and map keys
@@ -67,9 +78,8 @@ use tokio::task::JoinHandle;
 
 pub use error::ApiError;
 pub use kinds::{ResourceKind, Review, ScalePaths};
-pub use patch::PatchKind;
-pub use store::{EventType, Propagation};
 
+use patch::PatchKind;
 use store::{Part, Store, WriteCtx};
 
 /// Tunables; [`KubeSimOptions::default`] suits tests.
