@@ -347,6 +347,8 @@ async fn resource(
                 timeout: req
                     .q("timeoutSeconds")
                     .and_then(|s| s.parse::<u64>().ok())
+                    // 0 means "the server's default", which here is no timeout.
+                    .filter(|&t| t > 0)
                     .map(std::time::Duration::from_secs),
                 kind,
             },
