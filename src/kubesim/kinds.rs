@@ -183,7 +183,7 @@ impl ResourceKind {
 
 /// The built-in kinds served from the start (see the module docs of [`crate::kubesim`]); the
 /// Storm kinds come from their CRDs.
-pub fn builtin() -> Vec<ResourceKind> {
+pub(crate) fn builtin() -> Vec<ResourceKind> {
     use ResourceKind as K;
     vec![
         K::new("", "v1", "Namespace", "namespaces", false)
