@@ -4,6 +4,7 @@ pub mod cli;
 pub mod clusters;
 pub mod controller;
 pub mod crd;
+pub mod kubesim;
 pub mod metrics;
 pub mod nimbus;
 pub mod render;
