@@ -84,6 +84,16 @@ struct Entry {
     target: NimbusTarget,
     connection: Connection,
     stop: CancellationToken,
+    origin: Origin,
+}
+
+/// Who asked for a connection; [`Clusters::sweep`] removes only the StormCluster ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A StormCluster object (its reconciler).
+    StormCluster,
+    /// `--standalone-nimbus`: no object backs it.
+    Standalone,
 }
 
 /// The registry of clusters.
@@ -127,6 +137,16 @@ impl Clusters {
         key: &ClusterKey,
         target: &NimbusTarget,
     ) -> Result<Connection, NimbusError> {
+        self.ensure_from(key, target, Origin::StormCluster)
+    }
+
+    /// Like [`Clusters::ensure`], recording who asked.
+    pub fn ensure_from(
+        &self,
+        key: &ClusterKey,
+        target: &NimbusTarget,
+        origin: Origin,
+    ) -> Result<Connection, NimbusError> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = entries.get(key)
             && entry.target == *target
@@ -147,6 +167,7 @@ impl Clusters {
                 target: target.clone(),
                 connection: connection.clone(),
                 stop,
+                origin,
             },
         ) {
             old.stop.cancel();
@@ -168,6 +189,24 @@ impl Clusters {
             entry.stop.cancel();
             tracing::info!(cluster = %key, "disconnected from Storm cluster");
         }
+    }
+
+    /// Drops the connections of StormClusters that no longer exist (`exists` says which do): a
+    /// deleted cluster has no finalizer, so its reconciler never sees it go.
+    pub fn sweep(&self, exists: impl Fn(&ClusterKey) -> bool) -> Vec<ClusterKey> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<ClusterKey> = entries
+            .iter()
+            .filter(|(k, e)| e.origin == Origin::StormCluster && !exists(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &gone {
+            if let Some(entry) = entries.remove(key) {
+                entry.stop.cancel();
+                tracing::info!(cluster = %key, "disconnected from a deleted Storm cluster");
+            }
+        }
+        gone
     }
 
     /// Every cluster and its latest snapshot.
@@ -230,9 +269,23 @@ mod tests {
             .ensure(&ClusterKey::new("ns", "b"), &target)
             .unwrap();
         assert_eq!(clusters.snapshots().len(), 2);
+        clusters
+            .ensure_from(
+                &ClusterKey::new("ns", "standalone"),
+                &target,
+                Origin::Standalone,
+            )
+            .unwrap();
+        let swept = clusters.sweep(|k| k.name != "b");
+        assert_eq!(
+            swept,
+            [ClusterKey::new("ns", "b")],
+            "only StormCluster connections that are gone"
+        );
+        assert!(clusters.get(&ClusterKey::new("ns", "standalone")).is_some());
         clusters.remove(&key);
         assert!(clusters.get(&key).is_none());
-        assert_eq!(clusters.snapshots().len(), 1);
+        assert_eq!(clusters.snapshots().len(), 1, "the standalone one is left");
         shutdown.cancel();
     }
 }

@@ -84,22 +84,51 @@ pub async fn run(
 async fn run_controllers(ctx: Arc<Context>, term: CancellationToken) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let clusters = Controller::new(
+    let controller = Controller::new(
         Api::<DeserializeGuard<StormCluster>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
-    )
-    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-    .owns(Api::<Service>::all(client.clone()), owned.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), owned)
-    .graceful_shutdown_on(term.cancelled_owned())
-    .run(reconcile_cluster, error_policy_cluster, ctx)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "stormcluster controller");
-        }
-    });
+    );
+    // Connections of deleted clusters go away at the next resync (no finalizer for in-memory state).
+    let sweeper = tokio::spawn(sweep_deleted(
+        controller.store(),
+        Arc::clone(&ctx),
+        term.clone(),
+    ));
+    let clusters = controller
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned)
+        .graceful_shutdown_on(term.cancelled_owned())
+        .run(reconcile_cluster, error_policy_cluster, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "stormcluster controller");
+            }
+        });
     clusters.await;
+    sweeper.abort();
+}
+
+async fn sweep_deleted(
+    store: kube::runtime::reflector::Store<DeserializeGuard<StormCluster>>,
+    ctx: Arc<Context>,
+    term: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = tokio::time::sleep(ctx.settings.resync) => {}
+        }
+        let live: std::collections::HashSet<crate::clusters::ClusterKey> = store
+            .state()
+            .iter()
+            .map(|c| {
+                crate::clusters::ClusterKey::new(c.namespace().unwrap_or_default(), c.name_any())
+            })
+            .collect();
+        ctx.clusters.sweep(|k| live.contains(k));
+    }
 }
 
 async fn reconcile_cluster(

@@ -127,9 +127,9 @@ pub fn compute(
     // What Kubernetes says about the workloads.
     let nimbus_rollout = workloads.nimbus.map(rollout_done_sts);
     let supervisor_rollout = workloads.supervisors.map(rollout_done_deploy);
-    if let Some((ready, desired, _)) = supervisor_rollout {
-        status.supervisors_ready = Some(ready);
-        status.supervisors_desired = Some(desired);
+    if let Some(plan) = workloads.plan {
+        status.supervisors_desired = Some(plan.supervisors.replicas);
+        status.supervisors_ready = Some(supervisor_rollout.map(|(ready, _, _)| ready).unwrap_or(0));
     }
     let managed = workloads.plan.is_some();
     status.supervisors_summary = match (
