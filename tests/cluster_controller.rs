@@ -509,3 +509,29 @@ async fn missing_crds_stop_the_controllers_with_an_install_hint() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_object_that_does_not_deserialize_is_reported_not_fatal() {
+    let env = env().await;
+    let _controller = env.run_controller();
+    // Written around validation (the double does none): replicas is not a number.
+    let resource = kube::api::ApiResource::erase::<StormCluster>(&());
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(env.sim.client(), NS, &resource);
+    let mut broken = kube::api::DynamicObject::new("broken", &resource);
+    broken.data = serde_json::json!({"spec": {"image": "x", "zookeeper": {"servers": ["zk"]}, "nimbus": {"replicas": "two"}}});
+    api.create(&PostParams::default(), &broken).await.unwrap();
+    env.create(&managed()).await;
+    env.eventually("an InvalidObject event", || async {
+        let events: Vec<k8s_openapi::api::events::v1::Event> = env.sim.list(Some(NS));
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some("InvalidObject")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+        })
+    })
+    .await;
+    // The controller keeps working for the valid object.
+    env.eventually("the valid cluster's children", || async {
+        env.sim.get::<StatefulSet>(NS, "storm-nimbus").is_some()
+    })
+    .await;
+}
