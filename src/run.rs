@@ -183,6 +183,8 @@ async fn controllers(
     } else {
         (tokio::sync::watch::channel(true).1, None)
     };
+    // Without an election the sender is gone at once; `controller::run` reads that as "leading
+    // for good".
     let result = crate::controller::run(ctx, leading, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(task) = election {

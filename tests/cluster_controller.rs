@@ -105,14 +105,13 @@ impl Env {
     }
 
     /// Runs the whole controller (leader from the start) until the test ends.
+    /// The sender is dropped at once, as in `run --leader-elect=false`: the controllers must keep
+    /// running regardless.
     fn run_controller(&self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-        let (_tx, leading) = tokio::sync::watch::channel(true);
+        let (_, leading) = tokio::sync::watch::channel(true);
         let ctx = Arc::clone(&self.ctx);
         let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let _keep = _tx;
-            controller::run(ctx, leading, shutdown).await
-        })
+        tokio::spawn(async move { controller::run(ctx, leading, shutdown).await })
     }
 
     /// Polls `check` (bounded) until it holds.
@@ -508,6 +507,49 @@ async fn missing_crds_stop_the_controllers_with_an_install_hint() {
             .contains("storm-controller crds | kubectl apply"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn controllers_stop_when_leadership_is_lost_and_resume_when_regained() {
+    let env = env().await;
+    let (tx, leading) = tokio::sync::watch::channel(true);
+    let ctx = Arc::clone(&env.ctx);
+    let shutdown = env.shutdown.clone();
+    let task = tokio::spawn(async move { controller::run(ctx, leading, shutdown).await });
+    env.create(&managed()).await;
+    env.eventually("children while leading", || async {
+        env.sim.get::<StatefulSet>(NS, "storm-nimbus").is_some()
+    })
+    .await;
+    tx.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.sim.clear_requests();
+    let patch = serde_json::json!({"spec": {"nimbus": {"replicas": 3}}});
+    env.api()
+        .patch("storm", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sts: StatefulSet = env.sim.get(NS, "storm-nimbus").unwrap();
+    assert_eq!(
+        sts.spec.unwrap().replicas,
+        Some(2),
+        "a follower does not reconcile"
+    );
+    tx.send_replace(true);
+    env.eventually("the change applied once leading again", || async {
+        env.sim
+            .get::<StatefulSet>(NS, "storm-nimbus")
+            .and_then(|s| s.spec?.replicas)
+            == Some(3)
+    })
+    .await;
+    env.shutdown.cancel();
+    tokio::time::timeout(BOUND, task)
+        .await
+        .expect("run returns on shutdown")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]

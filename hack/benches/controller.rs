@@ -53,7 +53,7 @@ impl Operator {
                 "127.0.0.1:0",
                 "--leader-elect=false",
                 "--log-level",
-                "warn,storm_controller::run=info",
+                "info",
             ])
             .args(["--resync-interval", &format!("{}s", RESYNC.as_secs())])
             .env("KUBECONFIG", kubeconfig)
@@ -67,6 +67,12 @@ impl Operator {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("BENCH_VERBOSE").is_some()
+                    || line.contains("WARN")
+                    || line.contains("ERROR")
+                {
+                    eprintln!("  operator: {line}");
+                }
                 if let Some(addr) = line
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("address="))
@@ -161,7 +167,12 @@ async fn run(n: usize) {
     let started = Instant::now();
     let operator = Operator::start(&kubeconfig);
     let deadline = Instant::now() + Duration::from_secs(600);
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!("  waiting for {n} clusters");
+    }
+    let mut polls = 0u64;
     loop {
+        polls += 1;
         let done = sim
             .list::<StormCluster>(Some(NS))
             .iter()
@@ -179,6 +190,15 @@ async fn run(n: usize) {
             Instant::now() < deadline,
             "{done}/{n} clusters converged in 600 s"
         );
+        if std::env::var_os("BENCH_VERBOSE").is_some() && polls % 100 == 0 {
+            let reqs = sim.requests();
+            eprintln!(
+                "  {done}/{n} converged, {} requests, last: {:?}",
+                reqs.len(),
+                reqs.last()
+                    .map(|r| format!("{} {}?{} -> {}", r.method, r.path, r.query, r.status))
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let converge = started.elapsed();

@@ -69,8 +69,11 @@ pub async fn run(
         let stop = term.clone();
         let mut watch_leading = leading.clone();
         let lost = tokio::spawn(async move {
-            let _ = watch_leading.wait_for(|l| !*l).await;
-            stop.cancel();
+            // A closed channel means nobody will change the answer any more (no election): keep
+            // running until shutdown. The election task itself publishes `false` before it ends.
+            if watch_leading.wait_for(|l| !*l).await.is_ok() {
+                stop.cancel();
+            }
         });
         run_controllers(Arc::clone(&ctx), term).await;
         lost.abort();
