@@ -53,7 +53,7 @@ impl Operator {
                 "127.0.0.1:0",
                 "--leader-elect=false",
                 "--log-level",
-                "info",
+                "warn,storm_controller::run=info",
             ])
             .args(["--resync-interval", &format!("{}s", RESYNC.as_secs())])
             .env("KUBECONFIG", kubeconfig)
@@ -190,7 +190,7 @@ async fn run(n: usize) {
             Instant::now() < deadline,
             "{done}/{n} clusters converged in 600 s"
         );
-        if std::env::var_os("BENCH_VERBOSE").is_some() && polls % 100 == 0 {
+        if std::env::var_os("BENCH_VERBOSE").is_some() && polls.is_multiple_of(100) {
             let reqs = sim.requests();
             eprintln!(
                 "  {done}/{n} converged, {} requests, last: {:?}",
