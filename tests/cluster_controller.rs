@@ -362,8 +362,25 @@ async fn unreachable_nimbus_is_a_condition_not_an_error() {
         Some("NimbusUnreachable".into())
     );
     assert_eq!(
-        cluster.status.unwrap().phase,
+        cluster.status.clone().unwrap().phase,
         Some(storm_controller::crd::cluster::ClusterPhase::Unreachable)
+    );
+    let events: Vec<k8s_openapi::api::events::v1::Event> = env.sim.list(Some(NS));
+    let warning = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("NimbusUnreachable"))
+        .expect("an event with the error");
+    assert!(!warning.note.clone().unwrap_or_default().is_empty());
+    // Every poll fails with its own text; the status does not churn with it.
+    env.sim.clear_requests();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        env.reconcile("legacy").await.unwrap();
+    }
+    let writes: Vec<String> = env.sim.writes().iter().map(|w| w.path.clone()).collect();
+    assert!(
+        writes.is_empty(),
+        "an unreachable steady state wrote {writes:?}"
     );
 }
 

@@ -150,6 +150,7 @@ pub async fn reconcile(cluster: Arc<StormCluster>, ctx: Arc<Context>) -> Result<
             )
         }
     };
+    report_availability_change(&ctx, &cluster, &status, &snapshot).await;
     if !written.is_empty() {
         let note = format!("applied {}", written.join(", "));
         ctx.event(
@@ -163,6 +164,56 @@ pub async fn reconcile(cluster: Arc<StormCluster>, ctx: Arc<Context>) -> Result<
     }
     write_status(&ctx, &cluster, status).await?;
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// A Warning Event with Nimbus's error when the cluster turns unavailable, a Normal one when it
+/// comes back: the condition message stays stable, the Event carries the details.
+async fn report_availability_change(
+    ctx: &Context,
+    cluster: &StormCluster,
+    status: &StormClusterStatus,
+    snapshot: &crate::stats::ClusterSnapshot,
+) {
+    let find = |s: Option<&StormClusterStatus>| {
+        s.and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == condition::AVAILABLE)
+        })
+        .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let (Some(now), before) = (find(Some(status)), find(cluster.status.as_ref())) else {
+        return;
+    };
+    if before.as_ref() == Some(&now) {
+        return;
+    }
+    let reference = cluster.object_ref(&());
+    match (now.0.as_str(), now.1.as_str()) {
+        (TRUE, _) => {
+            let note = format!(
+                "Nimbus leader {} answers",
+                status.leader.clone().unwrap_or_default()
+            );
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                "NimbusAvailable",
+                "Connect",
+                note,
+            )
+            .await;
+        }
+        (_, reason @ ("NimbusUnreachable" | "NoLeader")) => {
+            let note = snapshot
+                .error
+                .clone()
+                .unwrap_or_else(|| "Nimbus answers but reports no leader".into());
+            ctx.event(&reference, EventType::Warning, reason, "Connect", note)
+                .await;
+        }
+        _ => {}
+    }
 }
 
 /// Writes `status` when it differs from the stored one: a steady state writes nothing.

@@ -161,14 +161,14 @@ pub fn compute(
                 "Nimbus answers but no Nimbus is the leader (is ZooKeeper reachable from Nimbus?)"
                     .into(),
         },
-        (Some(s), _, _) if s.error.is_some() => Desired {
+        (Some(s), _, _) if s.error.is_some() && s.taken_at.is_none() => Desired {
             type_: condition::AVAILABLE,
             status: FALSE,
             reason: "NimbusUnreachable",
-            message: format!(
-                "Nimbus did not answer: {}",
-                s.error.clone().unwrap_or_default()
-            ),
+            // The error text varies from poll to poll (timeouts, resets, DNS); a stable message
+            // keeps a steady state free of status writes. The text goes into an Event when
+            // the condition turns (see the reconciler) and into the log on every failed poll.
+            message: "Nimbus does not answer; the operator retries every poll (the Warning Event and the operator log carry the error)".into(),
         },
         (Some(s), _, _) if s.taken_at.is_some() => Desired {
             type_: condition::AVAILABLE,
