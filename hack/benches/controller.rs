@@ -203,7 +203,27 @@ async fn run(n: usize) {
     }
     let converge = started.elapsed();
     let first_reconciles = operator.reconciles();
-    // Let the first wave of follow-up reconciles (triggered by the operator's own writes) settle.
+    // Steady state: every cluster has seen its first Nimbus poll end (here every Nimbus is
+    // unreachable, as the pods do not exist), so Available has left WaitingForNimbus and the
+    // transition's status write and Event are behind us.
+    let settle_deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let waiting = sim
+            .list::<StormCluster>(Some(NS))
+            .iter()
+            .filter(|c| {
+                c.status.as_ref().is_none_or(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Available" && c.reason == "WaitingForNimbus")
+                })
+            })
+            .count();
+        if waiting == 0 || Instant::now() > settle_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     sim.clear_requests();
