@@ -219,6 +219,69 @@ impl Clusters {
     }
 }
 
+/// Keeps a connection to every valid StormCluster in the API, on every replica (leader or
+/// not), so that the metrics API of a standby replica serves the same numbers. Connections of
+/// deleted or invalid clusters are dropped. Runs until `shutdown`.
+pub async fn follow(client: kube::Client, clusters: Arc<Clusters>, shutdown: CancellationToken) {
+    use futures::StreamExt;
+    use kube::ResourceExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    use crate::controller::cluster::{nimbus_target, validate};
+    use crate::crd::StormCluster;
+
+    let api: kube::Api<StormCluster> = kube::Api::all(client);
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    let mut listing: std::collections::HashSet<ClusterKey> = std::collections::HashSet::new();
+    let connect = |cluster: &StormCluster| -> Option<ClusterKey> {
+        let key = ClusterKey::new(cluster.namespace()?, cluster.name_any());
+        match validate::validate(cluster) {
+            Ok(plan) => match clusters.ensure(&key, &nimbus_target(cluster, &plan)) {
+                Ok(_) => Some(key),
+                Err(error) => {
+                    tracing::warn!(cluster = %key, %error, "cannot create a Nimbus client");
+                    None
+                }
+            },
+            Err(_) => None,
+        }
+    };
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        match event {
+            Ok(watcher::Event::Apply(cluster)) => {
+                if connect(&cluster).is_none()
+                    && let Some(ns) = cluster.namespace()
+                {
+                    clusters.remove(&ClusterKey::new(ns, cluster.name_any()));
+                }
+            }
+            Ok(watcher::Event::Delete(cluster)) => {
+                if let Some(ns) = cluster.namespace() {
+                    clusters.remove(&ClusterKey::new(ns, cluster.name_any()));
+                }
+            }
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(cluster)) => {
+                if let Some(key) = connect(&cluster) {
+                    listing.insert(key);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                // A relist: whatever was connected but is no longer listed is gone.
+                clusters.sweep(|k| listing.contains(k));
+            }
+            Err(error) => tracing::warn!(%error, "watching StormClusters"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,68 +350,5 @@ mod tests {
         assert!(clusters.get(&key).is_none());
         assert_eq!(clusters.snapshots().len(), 1, "the standalone one is left");
         shutdown.cancel();
-    }
-}
-
-/// Keeps a connection to every valid StormCluster in the API, on every replica (leader or
-/// not), so that the metrics API of a standby replica serves the same numbers. Connections of
-/// deleted or invalid clusters are dropped. Runs until `shutdown`.
-pub async fn follow(client: kube::Client, clusters: Arc<Clusters>, shutdown: CancellationToken) {
-    use futures::StreamExt;
-    use kube::ResourceExt;
-    use kube::runtime::{WatchStreamExt, watcher};
-
-    use crate::controller::cluster::{nimbus_target, validate};
-    use crate::crd::StormCluster;
-
-    let api: kube::Api<StormCluster> = kube::Api::all(client);
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-    let mut listing: std::collections::HashSet<ClusterKey> = std::collections::HashSet::new();
-    let connect = |cluster: &StormCluster| -> Option<ClusterKey> {
-        let key = ClusterKey::new(cluster.namespace()?, cluster.name_any());
-        match validate::validate(cluster) {
-            Ok(plan) => match clusters.ensure(&key, &nimbus_target(cluster, &plan)) {
-                Ok(_) => Some(key),
-                Err(error) => {
-                    tracing::warn!(cluster = %key, %error, "cannot create a Nimbus client");
-                    None
-                }
-            },
-            Err(_) => None,
-        }
-    };
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = events.next() => match event {
-                Some(event) => event,
-                None => return,
-            },
-        };
-        match event {
-            Ok(watcher::Event::Apply(cluster)) => {
-                if connect(&cluster).is_none()
-                    && let Some(ns) = cluster.namespace()
-                {
-                    clusters.remove(&ClusterKey::new(ns, cluster.name_any()));
-                }
-            }
-            Ok(watcher::Event::Delete(cluster)) => {
-                if let Some(ns) = cluster.namespace() {
-                    clusters.remove(&ClusterKey::new(ns, cluster.name_any()));
-                }
-            }
-            Ok(watcher::Event::Init) => listing.clear(),
-            Ok(watcher::Event::InitApply(cluster)) => {
-                if let Some(key) = connect(&cluster) {
-                    listing.insert(key);
-                }
-            }
-            Ok(watcher::Event::InitDone) => {
-                // A relist: whatever was connected but is no longer listed is gone.
-                clusters.sweep(|k| listing.contains(k));
-            }
-            Err(error) => tracing::warn!(%error, "watching StormClusters"),
-        }
     }
 }
