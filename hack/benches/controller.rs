@@ -134,7 +134,14 @@ fn main() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick { &[1, 100] } else { &[1, 100, 1000] };
+    let sizes: Vec<usize> = match std::env::var("BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        Err(_) if quick => vec![1, 100],
+        Err(_) => vec![1, 100, 1000],
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,7 +150,7 @@ fn main() {
         "StormCluster reconciler, real binary against kubesim (resync {} s)",
         RESYNC.as_secs()
     );
-    for &n in sizes {
+    for &n in &sizes {
         runtime.block_on(run(n));
     }
 }
@@ -251,7 +258,29 @@ async fn run(n: usize) {
         hwm as f64 / 1024.0,
     );
     if !writes.is_empty() {
-        println!("  first writes: {:?}", &writes[..writes.len().min(5)]);
+        let mut by_kind: std::collections::BTreeMap<String, usize> =
+            std::collections::BTreeMap::new();
+        for w in &writes {
+            let kind = w
+                .split('/')
+                .rev()
+                .nth(if w.ends_with("/status") { 2 } else { 1 })
+                .unwrap_or("?");
+            *by_kind
+                .entry(format!("{} {kind}", w.split(' ').next().unwrap_or("?")))
+                .or_default() += 1;
+        }
+        println!("  writes by kind: {by_kind:?}");
+        let events: Vec<k8s_openapi::api::events::v1::Event> = sim.list(Some(NS));
+        let mut reasons: std::collections::BTreeMap<String, i32> =
+            std::collections::BTreeMap::new();
+        for e in &events {
+            let count = e.series.as_ref().map(|s| s.count).unwrap_or(1);
+            *reasons
+                .entry(e.reason.clone().unwrap_or_default())
+                .or_default() += count;
+        }
+        println!("  events by reason (with repeats): {reasons:?}");
     }
     drop(operator);
     sim.shutdown().await;
