@@ -540,11 +540,15 @@ fn read_metric(
         }
         ["namespaces", ns, resource, name, metric] => (*ns, *resource, *name, *metric),
         [resource, _name, metric] => {
-            return Err(if ServedResource::from_group_resource(resource).is_some() {
-                ApiError::route_not_found()
-            } else {
-                metric_not_found(metric, resource)
-            });
+            return Err(
+                if *resource == "namespaces"
+                    || ServedResource::from_group_resource(resource).is_some()
+                {
+                    ApiError::route_not_found()
+                } else {
+                    metric_not_found(metric, resource)
+                },
+            );
         }
         _ => return Err(ApiError::route_not_found()),
     };

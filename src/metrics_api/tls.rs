@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -125,23 +125,62 @@ pub fn self_signed(service: &str, namespace: &str) -> Result<SelfSigned, TlsErro
     })
 }
 
-type Fingerprint = Option<(SystemTime, u64, SystemTime, u64)>;
+/// (inode, size, mtime, ctime) of both files: a rename (kubelet's atomic writer, cert-manager) changes
+/// the inode, an in-place write the times.
+type Fingerprint = Option<[(u64, u64, i64, i64, i64, i64); 2]>;
 
 fn fingerprint(cert: &Path, key: &Path) -> Fingerprint {
-    let c = fs::metadata(cert).ok()?;
-    let k = fs::metadata(key).ok()?;
-    Some((c.modified().ok()?, c.len(), k.modified().ok()?, k.len()))
+    use std::os::unix::fs::MetadataExt;
+    let m = |p: &Path| {
+        fs::metadata(p).ok().map(|m| {
+            (
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+        })
+    };
+    Some([m(cert)?, m(key)?])
 }
 
-/// Serves the certificate from `--tls-cert-file`/`--tls-private-key-file`, re-reading them when their
-/// modification time or size changed (checked on each handshake, two `stat` calls); while the new
-/// files are unusable (e.g. half written) the previous certificate stays in use.
-#[derive(Debug)]
+fn content_hash(parts: &[&[u8]]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// How often the files are re-read even when their metadata looks unchanged (timestamps can be
+/// coarse, so two quick writes of equal size may look alike).
+const FORCED_RECHECK: Duration = Duration::from_secs(10);
+
+struct Seen {
+    fingerprint: Fingerprint,
+    content: u64,
+    checked: Instant,
+}
+
+/// Serves the certificate from `--tls-cert-file`/`--tls-private-key-file`, re-reading them when they
+/// change: on each handshake the files' metadata is compared (two `stat` calls) and, every 10 s at
+/// the least, their content. While new files are unusable (e.g. half written) the previous
+/// certificate stays in use.
 pub struct ReloadingCertResolver {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwap<CertifiedKey>,
-    seen: Mutex<Fingerprint>,
+    seen: Mutex<Seen>,
+}
+
+impl std::fmt::Debug for ReloadingCertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCertResolver")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .finish()
+    }
 }
 
 impl ReloadingCertResolver {
@@ -151,8 +190,14 @@ impl ReloadingCertResolver {
         key_path: impl Into<PathBuf>,
     ) -> Result<ReloadingCertResolver, TlsError> {
         let (cert_path, key_path) = (cert_path.into(), key_path.into());
-        let seen = fingerprint(&cert_path, &key_path);
-        let ck = Self::load(&cert_path, &key_path)?;
+        let fingerprint = fingerprint(&cert_path, &key_path);
+        let (cert, key) = Self::read(&cert_path, &key_path)?;
+        let ck = certified_key(&cert, &key, &cert_path, &key_path)?;
+        let seen = Seen {
+            fingerprint,
+            content: content_hash(&[&cert, &key]),
+            checked: Instant::now(),
+        };
         Ok(ReloadingCertResolver {
             cert_path,
             key_path,
@@ -161,7 +206,7 @@ impl ReloadingCertResolver {
         })
     }
 
-    fn load(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+    fn read(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         let cert = fs::read(cert_path).map_err(|source| TlsError::Read {
             path: cert_path.to_owned(),
             source,
@@ -170,18 +215,27 @@ impl ReloadingCertResolver {
             path: key_path.to_owned(),
             source,
         })?;
-        certified_key(&cert, &key, cert_path, key_path)
+        Ok((cert, key))
     }
 
     /// Re-reads the files if they changed; returns whether a new certificate was loaded.
     pub fn refresh(&self) -> bool {
         let now = fingerprint(&self.cert_path, &self.key_path);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if now.is_none() || *seen == now {
+        if now.is_none() || (seen.fingerprint == now && seen.checked.elapsed() < FORCED_RECHECK) {
             return false;
         }
-        *seen = now;
-        match Self::load(&self.cert_path, &self.key_path) {
+        seen.fingerprint = now;
+        seen.checked = Instant::now();
+        let Ok((cert, key)) = Self::read(&self.cert_path, &self.key_path) else {
+            return false;
+        };
+        let content = content_hash(&[&cert, &key]);
+        if content == seen.content {
+            return false;
+        }
+        seen.content = content;
+        match certified_key(&cert, &key, &self.cert_path, &self.key_path) {
             Ok(ck) => {
                 self.current.store(Arc::new(ck));
                 tracing::info!(cert = %self.cert_path.display(), "reloaded the serving certificate");
