@@ -1485,3 +1485,55 @@ async fn kubectl_get_raw() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn prometheus_metrics_count_requests() {
+    let metrics = storm_controller::metrics_api::ApiMetrics::new();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("storm_controller");
+    metrics.register(&mut registry);
+    let authz = Arc::new(
+        CachedAuthorizer::new(
+            Arc::new(AlwaysAllow),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .with_metrics(&metrics),
+    );
+    let opts = ServerOptions {
+        metrics: Some(metrics.clone()),
+        ..ServerOptions::local()
+    };
+    let srv = start(
+        opts,
+        fixture(ago(1)),
+        authz,
+        TrustStore::new(TrustConfig::default()).unwrap(),
+    )
+    .await;
+    let p = format!("{V2}/namespaces/storm/{TOPO}/wc/storm_topology_pending_tuples");
+    assert_eq!(get(&p).send(srv.addr).await.status, 200);
+    assert_eq!(get(&p).send(srv.addr).await.status, 200);
+    assert_eq!(
+        get(&format!(
+            "{V2}/namespaces/storm/{TOPO}/ghost/storm_topology_pending_tuples"
+        ))
+        .send(srv.addr)
+        .await
+        .status,
+        404
+    );
+    assert_eq!(get(V2).send(srv.addr).await.status, 200);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+    for line in [
+        r#"storm_controller_metrics_api_requests_total{code="200",kind="Metric"} 2"#,
+        r#"storm_controller_metrics_api_requests_total{code="404",kind="Metric"} 1"#,
+        r#"storm_controller_metrics_api_requests_total{code="200",kind="Discovery"} 1"#,
+        "storm_controller_metrics_api_authorization_cache_misses_total 3",
+        "storm_controller_metrics_api_authorization_cache_hits_total 1",
+        "storm_controller_metrics_apiserver_metric_freshness_seconds_count 2",
+    ] {
+        assert!(out.contains(line), "missing {line} in\n{out}");
+    }
+    srv.stop().await;
+}

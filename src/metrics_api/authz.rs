@@ -215,9 +215,16 @@ pub struct CachedAuthorizer {
     cache: moka::future::Cache<CacheKey, Decision>,
     hits: AtomicU64,
     misses: AtomicU64,
+    metrics: Option<super::telemetry::ApiMetrics>,
 }
 
 impl CachedAuthorizer {
+    /// Also counts hits and misses in `metrics` (`metrics_api_authorization_cache_{hits,misses}`).
+    pub fn with_metrics(mut self, metrics: &super::telemetry::ApiMetrics) -> CachedAuthorizer {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// Wraps `inner`.
     pub fn new(
         inner: Arc<dyn Authorizer>,
@@ -236,6 +243,7 @@ impl CachedAuthorizer {
             cache,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            metrics: None,
         }
     }
 
@@ -261,13 +269,20 @@ impl Authorizer for CachedAuthorizer {
         };
         if let Some(d) = self.cache.get(&key).await {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = &self.metrics {
+                m.authz_hits.inc();
+            }
             return Ok(d);
         }
         let inner = self.inner.clone();
         let misses = &self.misses;
+        let metrics = &self.metrics;
         self.cache
             .try_get_with(key, async move {
                 misses.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = metrics {
+                    m.authz_misses.inc();
+                }
                 inner.authorize(user, attributes).await
             })
             .await

@@ -19,6 +19,7 @@ use super::provider::{MetricsProvider, Sample, ServedResource};
 use super::quantity::format_quantity;
 use super::selector::{LabelSelectorJson, Selector};
 use super::status::ApiError;
+use super::telemetry::PathKind;
 use super::timefmt::{parse_go_duration, rfc3339_seconds};
 use super::types::{
     ApiVersion, DescribedObject, EmptyMeta, GROUP, MetricIdentifier, MetricValueListV1beta1,
@@ -39,6 +40,7 @@ pub(crate) struct State {
     pub(crate) request_timeout: Duration,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) shutting_down: AtomicBool,
+    pub(crate) metrics: Option<super::telemetry::ApiMetrics>,
 }
 
 /// Per-connection facts: the client's certificate chain and its classification, cached per trust
@@ -358,12 +360,37 @@ fn health(state: &State, segs: &[String], query: &Query) -> Response<Body> {
     }
 }
 
+fn path_kind(segs: &[String]) -> PathKind {
+    match segs.first().map(String::as_str) {
+        Some("apis") if segs.len() <= 3 => PathKind::Discovery,
+        Some("apis") => PathKind::Metric,
+        Some("openapi") => PathKind::Openapi,
+        Some("healthz" | "livez" | "readyz") => PathKind::Health,
+        _ => PathKind::Other,
+    }
+}
+
 /// Handles one request. Never fails: every error is a response.
 pub(crate) async fn handle<B>(
     state: Arc<State>,
     conn: Arc<ConnInfo>,
     req: Request<B>,
 ) -> Response<Body> {
+    let Some(metrics) = state.metrics.clone() else {
+        return handle_inner(&state, &conn, req).await;
+    };
+    let started = Instant::now();
+    let kind = segments(req.uri().path()).map_or(PathKind::Other, |s| path_kind(&s));
+    let response = handle_inner(&state, &conn, req).await;
+    metrics.observe_request(
+        kind,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn handle_inner<B>(state: &State, conn: &Arc<ConnInfo>, req: Request<B>) -> Response<Body> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let Some(segs) = segments(&path) else {
@@ -374,7 +401,7 @@ pub(crate) async fn handle<B>(
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return error_response(&ApiError::MethodNotAllowed);
         }
-        return health(&state, &segs, &query);
+        return health(state, &segs, &query);
     }
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         tracing::debug!(path, "too many requests in flight");
@@ -386,7 +413,7 @@ pub(crate) async fn handle<B>(
     let method = req.method().clone();
     let result = tokio::time::timeout(
         deadline,
-        serve(&state, &conn, &method, req.headers(), &path, &segs, &query),
+        serve(state, conn, &method, req.headers(), &path, &segs, &query),
     )
     .await;
     let response = match result {
@@ -649,6 +676,15 @@ fn read_metric(
             )));
         }
         rows.extend(current.into_iter().map(|s| (name.to_owned(), s)));
+    }
+    if let Some(m) = &state.metrics {
+        for (_, s) in &rows {
+            m.observe_freshness(
+                now.duration_since(s.timestamp)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+        }
     }
     Ok(render(
         version,

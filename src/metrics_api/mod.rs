@@ -19,6 +19,7 @@ pub mod provider;
 pub mod quantity;
 pub mod selector;
 pub mod status;
+pub mod telemetry;
 pub mod timefmt;
 pub mod tls;
 pub mod types;
@@ -49,6 +50,7 @@ pub use authz::{
     SubjectAccessReviewAuthorizer,
 };
 pub use provider::{MetricsProvider, ObjectInfo, Sample, ServedResource, StaticProvider};
+pub use telemetry::ApiMetrics;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,8 @@ pub enum CertSource {
 /// Settings of a server (built from [`MetricsApiArgs`] or by hand in tests).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Prometheus metrics to update, if any.
+    pub metrics: Option<ApiMetrics>,
     /// Listen address (port 0 picks one; see [`MetricsApiServer::local_addr`]).
     pub bind: SocketAddr,
     /// Serving certificate.
@@ -125,6 +129,7 @@ impl ServerOptions {
             },
         };
         ServerOptions {
+            metrics: None,
             bind: SocketAddr::new(args.bind_address, args.secure_port),
             cert,
             metrics_max_age,
@@ -138,6 +143,7 @@ impl ServerOptions {
     /// Loopback-friendly options for tests and the sandbox: 127.0.0.1:0, self-signed, 1 minute max age.
     pub fn local() -> ServerOptions {
         ServerOptions {
+            metrics: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             cert: CertSource::SelfSigned {
                 service: "storm-metrics-apiserver".into(),
@@ -157,6 +163,7 @@ impl ServerOptions {
 pub fn authorizer_from_args(
     args: &MetricsApiArgs,
     client: Option<kube::Client>,
+    metrics: Option<&ApiMetrics>,
 ) -> Result<Arc<dyn Authorizer>, ServeError> {
     match args.authorization_mode {
         AuthorizationMode::AlwaysAllow => {
@@ -181,11 +188,15 @@ pub fn authorizer_from_args(
                 client,
                 args.authorization_timeout,
             ));
-            Ok(Arc::new(CachedAuthorizer::new(
+            let mut cached = CachedAuthorizer::new(
                 sar,
                 args.authorization_cache_ttl,
                 args.authorization_deny_cache_ttl,
-            )))
+            );
+            if let Some(m) = metrics {
+                cached = cached.with_metrics(m);
+            }
+            Ok(Arc::new(cached))
         }
     }
 }
@@ -353,6 +364,7 @@ impl MetricsApiServer {
             request_timeout: options.request_timeout,
             in_flight: Arc::new(Semaphore::new(options.max_requests_in_flight.max(1))),
             shutting_down: Default::default(),
+            metrics: options.metrics.clone(),
         });
         Ok(MetricsApiServer {
             listener,
@@ -496,4 +508,78 @@ pub async fn serve(
     )
     .await?;
     server.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: MetricsApiArgs,
+    }
+
+    #[test]
+    fn always_allow_only_on_loopback() {
+        let open = Cli::parse_from(["x", "--authorization-mode", "always-allow"]).api;
+        let err = authorizer_from_args(&open, None, None)
+            .err()
+            .expect("refused on 0.0.0.0");
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let local = Cli::parse_from([
+            "x",
+            "--authorization-mode",
+            "always-allow",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .api;
+        assert!(authorizer_from_args(&local, None, None).is_ok());
+        let v6 = Cli::parse_from([
+            "x",
+            "--authorization-mode",
+            "always-allow",
+            "--bind-address",
+            "::1",
+        ])
+        .api;
+        assert!(authorizer_from_args(&v6, None, None).is_ok());
+        let sar = Cli::parse_from(["x"]).api;
+        assert!(
+            authorizer_from_args(&sar, None, None).is_err(),
+            "SAR mode needs a client"
+        );
+    }
+
+    #[test]
+    fn trust_from_flag_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let pem = p
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .pem();
+        let f = dir.path().join("ca.crt");
+        std::fs::write(&f, pem).unwrap();
+        let none = Cli::parse_from(["x"]).api;
+        assert!(trust_from_args(&none).unwrap().is_none());
+        let args = Cli::parse_from([
+            "x",
+            "--requestheader-client-ca-file",
+            f.to_str().unwrap(),
+            "--requestheader-allowed-names",
+            "front-proxy-client",
+            "--requestheader-group-headers",
+            "X-Remote-Group,X-Other-Group",
+        ])
+        .api;
+        let t = trust_from_args(&args).unwrap().unwrap();
+        let rh = t.request_header.unwrap();
+        assert_eq!(rh.client_ca.len(), 1);
+        assert_eq!(rh.allowed_names, vec!["front-proxy-client"]);
+        assert_eq!(rh.group_headers, vec!["X-Remote-Group", "X-Other-Group"]);
+    }
 }
