@@ -1537,3 +1537,46 @@ async fn prometheus_metrics_count_requests() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn client_ca_certificates_name_the_user() {
+    let (stub, client) = sar_stub(&["bob"]).await;
+    let client_ca = ca("cluster-ca");
+    let proxy_ca = ca("front-proxy-ca");
+    let mut cfg = front_proxy_trust(&proxy_ca, &["front-proxy-client"]);
+    cfg.client_ca =
+        storm_controller::metrics_api::auth::parse_pem_bundle(client_ca.pem.as_bytes(), "t")
+            .unwrap();
+    let srv = start(
+        ServerOptions::local(),
+        fixture(ago(1)),
+        sar_authorizer(client, Duration::from_secs(5), Duration::ZERO),
+        TrustStore::new(cfg).unwrap(),
+    )
+    .await;
+    // user = CN, groups = O; X-Remote-* headers are not read for such a certificate.
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "bob");
+    p.distinguished_name
+        .push(DnType::OrganizationName, "storm-admins");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &client_ca.issuer).unwrap();
+    let bob = ClientCert {
+        chain: vec![cert.der().clone()],
+        key: Arc::new(PrivateKeyDer::try_from(key.serialize_der()).unwrap()),
+    };
+    let r = get(V2)
+        .cert(&bob)
+        .header("x-remote-user", "mallory")
+        .send(srv.addr)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spec = stub.seen.lock().unwrap().last().unwrap()["spec"].clone();
+    assert_eq!(spec["user"], "bob");
+    assert_eq!(
+        spec["groups"],
+        json!(["storm-admins", "system:authenticated"])
+    );
+    srv.stop().await;
+}

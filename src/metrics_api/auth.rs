@@ -334,8 +334,12 @@ impl TrustStore {
 pub(crate) enum CertIdentity {
     /// No certificate, or one no trusted CA signed.
     None,
-    /// A front-proxy certificate with an allowed CN.
-    FrontProxy,
+    /// A front-proxy certificate with an allowed CN; `client` is what the client CA says of the
+    /// same certificate, used when no username header is present (Go's authenticator chain).
+    FrontProxy {
+        /// (CN, O values) if the certificate also chains to the client CA.
+        client: Option<(String, Vec<String>)>,
+    },
     /// A front-proxy certificate whose CN is not allowed: every request is 401.
     NameNotAllowed(String),
     /// An ordinary client certificate from the client CA.
@@ -353,6 +357,12 @@ pub(crate) fn classify(trust: &CompiledTrust, chain: &[CertificateDer<'static>])
         return CertIdentity::None;
     };
     let now = UnixTime::now();
+    let client = || -> Option<(String, Vec<String>)> {
+        let v = trust.client_ca_verifier.as_ref()?;
+        v.verify_client_cert(leaf, intermediates, now).ok()?;
+        let s = subject_names(leaf)?;
+        (!s.common_name.is_empty()).then_some((s.common_name, s.organizations))
+    };
     if let (Some(v), Some(rh)) = (&trust.request_header_verifier, &trust.config.request_header)
         && v.verify_client_cert(leaf, intermediates, now).is_ok()
     {
@@ -360,21 +370,14 @@ pub(crate) fn classify(trust: &CompiledTrust, chain: &[CertificateDer<'static>])
             .map(|s| s.common_name)
             .unwrap_or_default();
         if rh.allowed_names.is_empty() || rh.allowed_names.contains(&cn) {
-            return CertIdentity::FrontProxy;
+            return CertIdentity::FrontProxy { client: client() };
         }
         return CertIdentity::NameNotAllowed(cn);
     }
-    if let Some(v) = &trust.client_ca_verifier
-        && v.verify_client_cert(leaf, intermediates, now).is_ok()
-        && let Some(s) = subject_names(leaf)
-        && !s.common_name.is_empty()
-    {
-        return CertIdentity::Client {
-            user: s.common_name,
-            groups: s.organizations,
-        };
+    match client() {
+        Some((user, groups)) => CertIdentity::Client { user, groups },
+        None => CertIdentity::None,
     }
-    CertIdentity::None
 }
 
 /// Authenticates a request from its connection's certificate identity and its headers.
@@ -396,11 +399,20 @@ pub(crate) fn authenticate(
                 "x509: subject with cn={cn} is not in the allowed list: [{allowed}]"
             ));
         }
-        CertIdentity::FrontProxy => {
+        CertIdentity::FrontProxy { client } => {
             if let Some(rh) = &trust.config.request_header
                 && let Some(user) = from_request_headers(rh, headers)
             {
                 return Ok(user.add_authenticated());
+            }
+            if let Some((user, groups)) = client {
+                let u = UserInfo {
+                    name: user.clone(),
+                    uid: String::new(),
+                    groups: groups.clone(),
+                    extra: BTreeMap::new(),
+                };
+                return Ok(u.add_authenticated());
             }
         }
         CertIdentity::Client { user, groups } => {
@@ -686,7 +698,7 @@ mod tests {
         h.append("x-remote-group", "g2,g3".parse().unwrap());
         h.append("x-remote-extra-scopes%2Fa", "s1".parse().unwrap());
         h.append("X-Remote-Extra-Scopes%2FA", "s2".parse().unwrap());
-        let u = authenticate(&trust, &CertIdentity::FrontProxy, &h).unwrap();
+        let u = authenticate(&trust, &CertIdentity::FrontProxy { client: None }, &h).unwrap();
         assert_eq!(u.name, "alice");
         assert_eq!(u.groups, vec!["g1", "g2,g3", "system:authenticated"]);
         assert_eq!(
@@ -700,7 +712,12 @@ mod tests {
         assert!(authenticate(&trust, &CertIdentity::NameNotAllowed("x".into()), &h).is_err());
         // A verified front proxy without a user header yields nothing: anonymous.
         assert_eq!(
-            authenticate(&trust, &CertIdentity::FrontProxy, &HeaderMap::new()).unwrap(),
+            authenticate(
+                &trust,
+                &CertIdentity::FrontProxy { client: None },
+                &HeaderMap::new()
+            )
+            .unwrap(),
             UserInfo::anonymous()
         );
     }
