@@ -207,12 +207,28 @@ impl moka::Expiry<CacheKey, Decision> for TtlByDecision {
     }
 }
 
+/// A decided entry of the fast lookup table.
+struct Decided {
+    user: UserInfo,
+    attributes: Attributes,
+    decision: Decision,
+    expires: Instant,
+}
+
+/// Entries kept in the fast table before expired ones are swept.
+const FAST_CAPACITY: usize = 10_000;
+
 /// Caches another authorizer's decisions by (user, groups, extra, attributes): allows for
 /// `allow_ttl`, denials for `deny_ttl`; errors are not cached. Concurrent identical lookups wait for
-/// one call.
+/// one call (moka's `try_get_with`). Hits are answered from a plain hash table looked up by
+/// reference, without cloning the key, which keeps a cached SubjectAccessReview cheap on the
+/// request path.
 pub struct CachedAuthorizer {
     inner: Arc<dyn Authorizer>,
     cache: moka::future::Cache<CacheKey, Decision>,
+    fast: std::sync::RwLock<std::collections::HashMap<u64, Vec<Decided>>>,
+    allow_ttl: Duration,
+    deny_ttl: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
     metrics: Option<super::telemetry::ApiMetrics>,
@@ -241,10 +257,59 @@ impl CachedAuthorizer {
         CachedAuthorizer {
             inner,
             cache,
+            fast: Default::default(),
+            allow_ttl,
+            deny_ttl,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             metrics: None,
         }
+    }
+
+    fn key_hash(user: &UserInfo, attributes: &Attributes) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        attributes.hash(&mut h);
+        h.finish()
+    }
+
+    fn fast_get(&self, hash: u64, user: &UserInfo, attributes: &Attributes) -> Option<Decision> {
+        let now = Instant::now();
+        let table = self.fast.read().unwrap_or_else(|e| e.into_inner());
+        table.get(&hash)?.iter().find_map(|d| {
+            (d.expires > now && d.user == *user && d.attributes == *attributes)
+                .then(|| d.decision.clone())
+        })
+    }
+
+    fn fast_put(&self, hash: u64, user: &UserInfo, attributes: &Attributes, decision: &Decision) {
+        let ttl = match decision {
+            Decision::Allow => self.allow_ttl,
+            Decision::Deny { .. } => self.deny_ttl,
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut table = self.fast.write().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= FAST_CAPACITY {
+            table.retain(|_, v| {
+                v.retain(|d| d.expires > now);
+                !v.is_empty()
+            });
+            if table.len() >= FAST_CAPACITY {
+                table.clear();
+            }
+        }
+        let bucket = table.entry(hash).or_default();
+        bucket.retain(|d| d.expires > now && !(d.user == *user && d.attributes == *attributes));
+        bucket.push(Decided {
+            user: user.clone(),
+            attributes: attributes.clone(),
+            decision: decision.clone(),
+            expires: now + ttl,
+        });
     }
 
     /// (hits, misses) so far; a miss is a call to the inner authorizer.
@@ -263,17 +328,18 @@ impl Authorizer for CachedAuthorizer {
         user: &UserInfo,
         attributes: &Attributes,
     ) -> Result<Decision, AuthzError> {
-        let key = CacheKey {
-            user: user.clone(),
-            attributes: attributes.clone(),
-        };
-        if let Some(d) = self.cache.get(&key).await {
+        let hash = CachedAuthorizer::key_hash(user, attributes);
+        if let Some(d) = self.fast_get(hash, user, attributes) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             if let Some(m) = &self.metrics {
                 m.authz_hits.inc();
             }
             return Ok(d);
         }
+        let key = CacheKey {
+            user: user.clone(),
+            attributes: attributes.clone(),
+        };
         let inner = self.inner.clone();
         let misses = &self.misses;
         let metrics = &self.metrics;
@@ -287,6 +353,7 @@ impl Authorizer for CachedAuthorizer {
             })
             .await
             .map_err(|e| (*e).clone())
+            .inspect(|d| self.fast_put(hash, user, attributes, d))
     }
 }
 

@@ -407,8 +407,7 @@ impl MetricsApiServer {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(250)
-            .max_pending_accept_reset_streams(50)
-            .keep_alive_interval(Duration::from_secs(30));
+            .max_pending_accept_reset_streams(50);
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         tracing::info!(%local_addr, "metrics API server listening");
