@@ -582,3 +582,53 @@ mod tests {
         assert_eq!(rh.group_headers, vec!["X-Remote-Group", "X-Other-Group"]);
     }
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: MetricsApiArgs,
+    }
+
+    fn ca_pem() -> String {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .pem()
+    }
+
+    #[tokio::test]
+    async fn ca_files_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("front-proxy-ca.crt");
+        std::fs::write(&f, ca_pem()).unwrap();
+        let args =
+            Cli::parse_from(["x", "--requestheader-client-ca-file", f.to_str().unwrap()]).api;
+        let store = TrustStore::new(trust_from_args(&args).unwrap().unwrap()).unwrap();
+        let g0 = store.generation();
+        let task = tokio::spawn(watch_trust_files(
+            args,
+            store.clone(),
+            Duration::from_millis(20),
+        ));
+        // An unusable file keeps the old material; a new CA replaces it.
+        std::fs::write(&f, "not a certificate").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.generation(), g0);
+        std::fs::write(&f, ca_pem()).unwrap();
+        let changed = async {
+            while store.generation() == g0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), changed)
+            .await
+            .expect("the new CA is loaded");
+        task.abort();
+    }
+}
