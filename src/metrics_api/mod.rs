@@ -5,6 +5,12 @@
 //! reads of Storm objects from a [`MetricsProvider`]. Requests are authenticated by the front-proxy
 //! certificate ([`auth`]) and authorized by a cached SubjectAccessReview ([`authz`]).
 //!
+//! Wiring (in `run`): build a [`TrustStore`] ([`TrustStore::new`] from [`trust_from_args`], or
+//! [`TrustStore::pending`] fed by the ConfigMap watch through [`trust_from_configmap_data`] and
+//! [`TrustStore::set`]), an authorizer with [`authorizer_from_args`], a [`MetricsProvider`], then
+//! [`serve`] (or [`MetricsApiServer::bind`] + [`MetricsApiServer::run`], which also reports the bound
+//! port and accepts [`ApiMetrics`] through [`ServerOptions::metrics`]).
+//!
 //! Freshness rule: a sample older than the max age is left out of `*` lists; for one named object
 //! the answer is 503 ServiceUnavailable naming the sample time when every matching series is stale
 //! (the choice; the HPA treats 404 and 503 alike, people reading Events see why), and 404
@@ -201,10 +207,12 @@ pub fn authorizer_from_args(
     }
 }
 
-/// Trust material from the flags, when `--requestheader-client-ca-file` (and/or
-/// `--client-ca-file`) is given; `None` means "read the extension-apiserver-authentication ConfigMap".
+/// Trust material from the flags when `--requestheader-client-ca-file` is given (with
+/// `--client-ca-file`, if any, and the header flags). `None` means: read and watch the
+/// `kube-system/extension-apiserver-authentication` ConfigMap ([`trust_from_configmap_data`]),
+/// which also carries the client CA.
 pub fn trust_from_args(args: &MetricsApiArgs) -> Result<Option<TrustConfig>, TrustError> {
-    if args.requestheader_client_ca_file.is_none() && args.client_ca_file.is_none() {
+    if args.requestheader_client_ca_file.is_none() {
         return Ok(None);
     }
     let read = |p: &Path,
