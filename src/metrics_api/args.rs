@@ -35,7 +35,7 @@ pub struct MetricsApiArgs {
     pub secure_port: u16,
 
     /// PEM serving certificate (chain); reloaded when the file changes. Without it a self-signed
-    /// certificate for <service-name>.<service-namespace>.svc is generated in memory.
+    /// certificate for SERVICE_NAME.SERVICE_NAMESPACE.svc is generated in memory.
     #[arg(
         long,
         env = "STORM_CONTROLLER_TLS_CERT_FILE",
