@@ -893,7 +893,7 @@ async fn in_flight_limit_answers_429_and_deadline_answers_504() {
     )
     .await;
     let a = srv.addr;
-    let blocked = tokio::spawn(async move { get("/apis").send(a).await.status });
+    let blocked = tokio::spawn(async move { get("/version").send(a).await.status });
     // Wait (bounded) until the first request holds the only slot, inside the authorizer.
     for _ in 0..500 {
         if gate.1.load(Ordering::SeqCst) > 0 {
@@ -906,17 +906,31 @@ async fn in_flight_limit_answers_429_and_deadline_answers_504() {
         1,
         "the first request is in flight"
     );
-    let r = get(V2).send(a).await;
+    let metric = format!("{V2}/namespaces/storm/{TOPO}/wc/storm_topology_pending_tuples");
+    let r = get(&metric).send(a).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.headers["retry-after"], "1");
     let j = r.json();
     assert_eq!(j["reason"], "TooManyRequests");
     assert_eq!(j["message"], "Too many requests, please try again later.");
     assert_eq!(j["details"], json!({"retryAfterSeconds": 1}));
-    // Health checks are not limited.
+    // Health checks are not limited, nor are discovery documents (the aggregator's probe).
     assert_eq!(get("/livez").send(a).await.status, 200);
+    let discovery = tokio::spawn(async move { get(V2).send(a).await.status });
+    for _ in 0..500 {
+        if gate.1.load(Ordering::SeqCst) > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        gate.1.load(Ordering::SeqCst),
+        2,
+        "discovery got past the limit to the authorizer"
+    );
     gate.0.add_permits(1000);
     assert_eq!(blocked.await.unwrap(), 200);
+    assert_eq!(discovery.await.unwrap(), 200);
 
     // ?timeout= caps the server deadline: an authorizer that never answers gives 504.
     let stuck = Gate::closed();

@@ -403,9 +403,19 @@ async fn handle_inner<B>(state: &State, conn: &Arc<ConnInfo>, req: Request<B>) -
         }
         return health(state, &segs, &query);
     }
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        tracing::debug!(path, "too many requests in flight");
-        return error_response(&ApiError::TooManyRequests);
+    // Discovery documents are exempt from the limit: a 429 to the aggregator's availability probe
+    // would mark the whole APIService unavailable, and they are answered from memory.
+    let discovery = segs.first().map(String::as_str) == Some("apis") && segs.len() <= 3;
+    let _permit = if discovery {
+        None
+    } else {
+        match state.in_flight.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::debug!(path, "too many requests in flight");
+                return error_response(&ApiError::TooManyRequests);
+            }
+        }
     };
     let deadline = query
         .timeout
