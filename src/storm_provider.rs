@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
 
 use crate::clusters::{ClusterKey, Clusters, Connection};
 use crate::crd::worker_pool::StormMetricName;
@@ -19,12 +24,19 @@ use crate::stats::TopologyMetrics;
 /// bolt (labelled `component=<id>`) for the per-component ones. Non-finite values are left out.
 pub fn samples_of(metrics: &TopologyMetrics, metric: StormMetricName) -> Vec<Sample> {
     let timestamp = SystemTime::UNIX_EPOCH
-        + std::time::Duration::from_secs(u64::try_from(metrics.sample_time.as_second()).unwrap_or(0));
+        + std::time::Duration::from_secs(
+            u64::try_from(metrics.sample_time.as_second()).unwrap_or(0),
+        );
     let window_seconds = Some(i64::from(metrics.window_secs));
     let one = |value: Option<f64>| -> Vec<Sample> {
         value
             .filter(|v| v.is_finite())
-            .map(|value| Sample { labels: BTreeMap::new(), value, timestamp, window_seconds })
+            .map(|value| Sample {
+                labels: BTreeMap::new(),
+                value,
+                timestamp,
+                window_seconds,
+            })
             .into_iter()
             .collect()
     };
@@ -66,7 +78,10 @@ pub fn storm_name(topology: &StormTopology) -> String {
 }
 
 fn labels_of<K: ResourceExt>(object: &K) -> ObjectInfo {
-    ObjectInfo { name: object.name_any(), labels: object.labels().clone() }
+    ObjectInfo {
+        name: object.name_any(),
+        labels: object.labels().clone(),
+    }
 }
 
 /// Serves the StormTopology and StormWorkerPool objects of the operator's watch caches.
@@ -74,12 +89,62 @@ pub struct StormProvider {
     clusters: Arc<Clusters>,
     topologies: Store<StormTopology>,
     pools: Store<StormWorkerPool>,
+    ready: Arc<AtomicBool>,
 }
 
 impl StormProvider {
-    /// A provider over these caches and connections.
-    pub fn new(clusters: Arc<Clusters>, topologies: Store<StormTopology>, pools: Store<StormWorkerPool>) -> Self {
-        Self { clusters, topologies, pools }
+    /// A provider over these caches and connections; ready once both caches have listed.
+    pub fn new(
+        clusters: Arc<Clusters>,
+        topologies: Store<StormTopology>,
+        pools: Store<StormWorkerPool>,
+    ) -> Self {
+        let ready = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ready);
+        let (t, p) = (topologies.clone(), pools.clone());
+        tokio::spawn(async move {
+            if t.wait_until_ready().await.is_ok() && p.wait_until_ready().await.is_ok() {
+                flag.store(true, Ordering::Release);
+            }
+        });
+        Self {
+            clusters,
+            topologies,
+            pools,
+            ready,
+        }
+    }
+
+    /// Watches StormTopologies and StormWorkerPools into caches (labels for `labelSelector`, the
+    /// topology a pool runs) until `shutdown`, and serves them.
+    pub fn watch(
+        client: kube::Client,
+        clusters: Arc<Clusters>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (topologies, topology_writer) = reflector::store();
+        let (pools, pool_writer) = reflector::store();
+        let topology_events = watcher(
+            kube::Api::<StormTopology>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(topology_writer)
+        .for_each(|_| async {});
+        let pool_events = watcher(
+            kube::Api::<StormWorkerPool>::all(client),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(pool_writer)
+        .for_each(|_| async {});
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                _ = futures::future::join(topology_events, pool_events) => {}
+            }
+        });
+        Self::new(clusters, topologies, pools)
     }
 
     fn topology(&self, namespace: &str, name: &str) -> Option<Arc<StormTopology>> {
@@ -113,7 +178,13 @@ impl MetricsProvider for StormProvider {
         }
     }
 
-    fn samples(&self, resource: ServedResource, namespace: &str, name: &str, metric: StormMetricName) -> Vec<Sample> {
+    fn samples(
+        &self,
+        resource: ServedResource,
+        namespace: &str,
+        name: &str,
+        metric: StormMetricName,
+    ) -> Vec<Sample> {
         let topology = match resource {
             ServedResource::StormTopologies => self.topology(namespace, name),
             ServedResource::StormWorkerPools => self
@@ -129,7 +200,7 @@ impl MetricsProvider for StormProvider {
 
     fn is_ready(&self) -> bool {
         // Readiness is "the caches have listed once"; an empty cluster is ready too.
-        self.topologies.is_ready() && self.pools.is_ready()
+        self.ready.load(Ordering::Acquire)
     }
 }
 
@@ -143,7 +214,10 @@ pub struct StandaloneProvider {
 impl StandaloneProvider {
     /// Serves `connection`'s topologies in `namespace`.
     pub fn new(namespace: impl Into<String>, connection: Connection) -> Self {
-        Self { namespace: namespace.into(), connection }
+        Self {
+            namespace: namespace.into(),
+            connection,
+        }
     }
 }
 
@@ -153,10 +227,23 @@ impl MetricsProvider for StandaloneProvider {
             return Vec::new();
         }
         let snapshot = self.connection.snapshot();
-        snapshot.topologies.keys().map(|name| ObjectInfo { name: name.clone(), labels: BTreeMap::new() }).collect()
+        snapshot
+            .topologies
+            .keys()
+            .map(|name| ObjectInfo {
+                name: name.clone(),
+                labels: BTreeMap::new(),
+            })
+            .collect()
     }
 
-    fn samples(&self, resource: ServedResource, namespace: &str, name: &str, metric: StormMetricName) -> Vec<Sample> {
+    fn samples(
+        &self,
+        resource: ServedResource,
+        namespace: &str,
+        name: &str,
+        metric: StormMetricName,
+    ) -> Vec<Sample> {
         if resource != ServedResource::StormTopologies || namespace != self.namespace {
             return Vec::new();
         }
