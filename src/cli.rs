@@ -22,8 +22,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the operator: admin server (/livez, /readyz, /metrics) now; controllers and metrics API later.
-    Run(RunArgs),
+    /// Run the operator: controllers (leader-elected), the custom metrics API and the admin server.
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as one YAML stream (the source of crds/).
     Crds,
     /// Storm command line over Nimbus Thrift: cluster, topologies, metrics, activate, kill, rebalance.
@@ -51,6 +51,37 @@ pub struct RunArgs {
     /// Nimbus statistics polling.
     #[command(flatten)]
     pub collector: crate::stats::CollectorArgs,
+    /// The custom metrics API server.
+    #[command(flatten)]
+    pub metrics_api: crate::metrics_api::args::MetricsApiArgs,
+    /// Which parts run, and standalone mode.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What `run` serves.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Metrics API")]
+pub struct ServeArgs {
+    /// Do not serve the custom metrics API.
+    #[arg(long, env = "STORM_CONTROLLER_NO_METRICS_API")]
+    pub no_metrics_api: bool,
+    /// Serve the metrics of the Storm cluster behind these Nimbus seeds (`host:port[,host:port]`)
+    /// without any CRD: each of its topologies appears as a `stormtopologies.storm.apache.org`
+    /// object of the same name in `--standalone-namespace`. Implies --no-controllers.
+    #[arg(
+        long,
+        env = "STORM_CONTROLLER_STANDALONE_NIMBUS",
+        requires = "standalone_namespace"
+    )]
+    pub standalone_nimbus: Option<String>,
+    /// The namespace standalone topologies are served in (where their HPAs live).
+    #[arg(
+        long,
+        env = "STORM_CONTROLLER_STANDALONE_NAMESPACE",
+        requires = "standalone_nimbus"
+    )]
+    pub standalone_namespace: Option<String>,
 }
 
 /// Controller flags.
@@ -143,7 +174,7 @@ impl Cli {
     /// Runs the parsed command and returns the process exit code.
     pub fn execute(self) -> ExitCode {
         match self.command {
-            Command::Run(args) => crate::run::main(args),
+            Command::Run(args) => crate::run::main(*args),
             Command::Crds => print_crds(),
             Command::Nimbus(cmd) => match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

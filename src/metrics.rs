@@ -69,6 +69,8 @@ pub struct Metrics {
     registry: Registry,
     /// Reconcile counters and durations of the controllers.
     pub reconcile: ReconcileMetrics,
+    /// Requests, latency, sample freshness and authorization cache of the custom metrics API.
+    pub api: crate::metrics_api::ApiMetrics,
 }
 
 impl Metrics {
@@ -84,9 +86,12 @@ impl Metrics {
             build_info,
         );
         let reconcile = ReconcileMetrics::register(&mut registry);
+        let api = crate::metrics_api::ApiMetrics::new();
+        api.register(&mut registry);
         Self {
             registry,
             reconcile,
+            api,
         }
     }
 

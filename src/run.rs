@@ -9,6 +9,7 @@
 //! 5. `/readyz` turns 503, `shutdown` is cancelled, components drain (bounded by [`DRAIN_TIMEOUT`]), then the
 //!    admin server stops. The exit code is 0 after a signal with a clean drain, 1 otherwise.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,16 +88,52 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut components: JoinSet<ComponentResult> = JoinSet::new();
-    if !args.controllers.no_controllers {
+    let standalone = args.serve.standalone_nimbus.is_some();
+    let run_controllers = !args.controllers.no_controllers && !standalone;
+    if standalone && !args.controllers.no_controllers {
+        info!("standalone mode: the controllers do not run");
+    }
+    let run_metrics_api = !args.serve.no_metrics_api;
+    let needs_kube = run_controllers
+        || (run_metrics_api
+            && (!standalone
+                || args.metrics_api.authorization_mode
+                    == crate::metrics_api::AuthorizationMode::SubjectAccessReview
+                || args.metrics_api.requestheader_client_ca_file.is_none()));
+    let clusters = Arc::new(crate::clusters::Clusters::thrift(
+        (&args.collector).into(),
+        shutdown.child_token(),
+    ));
+    let client = if needs_kube {
+        Some(
+            kube::Client::try_default()
+                .await
+                .context("no Kubernetes cluster: set KUBECONFIG or run in a pod (or pass --no-controllers --no-metrics-api)")?,
+        )
+    } else {
+        None
+    };
+    if let (true, Some(client)) = (run_controllers, &client) {
         components.spawn(named(
             "controllers",
             controllers(
+                client.clone(),
                 args.controllers.clone(),
-                (&args.collector).into(),
+                Arc::clone(&clusters),
                 Arc::clone(&metrics),
                 shutdown.child_token(),
             ),
         ));
+    }
+    if run_metrics_api {
+        let api = metrics_api(
+            &args,
+            client.clone(),
+            Arc::clone(&clusters),
+            Arc::clone(&metrics),
+            shutdown.child_token(),
+        )?;
+        components.spawn(named("metrics-api", api));
     }
 
     let mut failed = false;
@@ -137,21 +174,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The controllers: a Kubernetes client from the kubeconfig or the pod's service account, the
-/// Storm cluster registry, leader election, then the reconcilers while leading.
+/// The controllers: leader election, then the reconcilers while leading.
 async fn controllers(
+    client: kube::Client,
     args: crate::cli::ControllerArgs,
-    collector: crate::stats::CollectorConfig,
+    clusters: Arc<crate::clusters::Clusters>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await.context(
-        "no Kubernetes cluster: set KUBECONFIG or run in a pod (or pass --no-controllers)",
-    )?;
-    let clusters = Arc::new(crate::clusters::Clusters::thrift(
-        collector,
-        shutdown.child_token(),
-    ));
     let identity = std::env::var("POD_NAME")
         .ok()
         .or_else(hostname)
@@ -191,6 +221,103 @@ async fn controllers(
         let _ = task.await;
     }
     result
+}
+
+/// The custom metrics API on every replica: its provider (the Storm objects' caches and the
+/// collectors, or standalone Nimbus seeds), trust (CA files or the extension-apiserver-authentication
+/// ConfigMap), authorization, then the HTTPS server until shutdown. Configuration errors fail
+/// at once, before anything is spawned.
+fn metrics_api(
+    args: &RunArgs,
+    client: Option<kube::Client>,
+    clusters: Arc<crate::clusters::Clusters>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    use crate::metrics_api::{self as api, MetricsProvider};
+    let api_args = args.metrics_api.clone();
+    let authorizer = api::authorizer_from_args(&api_args, client.clone(), Some(&metrics.api))
+        .context("metrics API authorization")?;
+    let trust = match api::trust_from_args(&api_args)
+        .context("metrics API trust (--requestheader-client-ca-file)")?
+    {
+        Some(config) => {
+            let store = api::TrustStore::new(config).context("metrics API trust")?;
+            tokio::spawn(api::watch_trust_files(
+                api_args.clone(),
+                Arc::clone(&store),
+                Duration::from_secs(10),
+            ));
+            store
+        }
+        None => {
+            let store = api::TrustStore::pending();
+            let client = client.clone().context("reading the front-proxy CA from the extension-apiserver-authentication ConfigMap needs a Kubernetes client")?;
+            tokio::spawn(api::kube_trust::watch(
+                client,
+                Arc::clone(&store),
+                shutdown.child_token(),
+            ));
+            store
+        }
+    };
+    let provider: Arc<dyn MetricsProvider> = match (
+        &args.serve.standalone_nimbus,
+        &args.serve.standalone_namespace,
+    ) {
+        (Some(seeds), Some(namespace)) => {
+            let seeds: Vec<String> = seeds
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            let key = crate::clusters::ClusterKey::new(namespace, "standalone");
+            let target = crate::clusters::NimbusTarget::new(seeds);
+            let connection = clusters
+                .ensure_from(&key, &target, crate::clusters::Origin::Standalone)
+                .context("--standalone-nimbus")?;
+            info!(namespace = %namespace, seeds = ?target.seeds, "standalone mode: serving one Storm cluster's topologies");
+            Arc::new(crate::storm_provider::StandaloneProvider::new(
+                namespace.clone(),
+                connection,
+            ))
+        }
+        _ => {
+            let client = client
+                .context("the metrics API needs a Kubernetes client outside standalone mode")?;
+            // Every replica connects to every cluster, leader or not, so each serves the same data.
+            tokio::spawn(crate::clusters::follow(
+                client.clone(),
+                Arc::clone(&clusters),
+                shutdown.child_token(),
+            ));
+            Arc::new(crate::storm_provider::StormProvider::watch(
+                client,
+                clusters,
+                shutdown.child_token(),
+            ))
+        }
+    };
+    let max_age = api_args.metrics_max_age_or(args.collector.poll_interval);
+    let mut options = api::ServerOptions::from_args(&api_args, max_age);
+    options.metrics = Some(metrics.api.clone());
+    if api_args.authorization_mode == api::AuthorizationMode::AlwaysAllow
+        && !api_args.bind_address.is_loopback()
+    {
+        anyhow::bail!("--authorization-mode always-allow needs a loopback --bind-address");
+    }
+    Ok(async move {
+        let server = api::MetricsApiServer::bind(options, provider, authorizer, trust)
+            .await
+            .context("binding the metrics API")?;
+        info!(address = %server.local_addr(), "metrics API listening");
+        server
+            .run(shutdown.cancelled_owned())
+            .await
+            .context("metrics API")?;
+        Ok(())
+    })
 }
 
 fn hostname() -> Option<String> {

@@ -156,8 +156,13 @@ fn bad_flag_value_is_a_usage_error() {
 fn run_fails_with_exit_1_when_the_admin_address_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let mut child =
-        Running::spawn(command().args(["run", "--no-controllers", "--admin-address", &address]));
+    let mut child = Running::spawn(command().args([
+        "run",
+        "--no-controllers",
+        "--no-metrics-api",
+        "--admin-address",
+        &address,
+    ]));
     let status = child.wait_exit();
     assert_eq!(status.code(), Some(1), "{status:?}");
     let log = child.log_so_far();
@@ -173,6 +178,7 @@ fn run_serves_admin_and_exits_0_on_sigterm() {
     let mut child = Running::spawn(command().args([
         "run",
         "--no-controllers",
+        "--no-metrics-api",
         "--admin-address",
         "127.0.0.1:0",
         "--log-level",
@@ -215,6 +221,7 @@ fn run_reads_flags_from_env_and_exits_0_on_sigint() {
             .arg("run")
             .env("STORM_CONTROLLER_ADMIN_ADDRESS", "127.0.0.1:0")
             .env("STORM_CONTROLLER_NO_CONTROLLERS", "true")
+            .env("STORM_CONTROLLER_NO_METRICS_API", "true")
             .env("STORM_CONTROLLER_LOG_FORMAT", "json"),
     );
     // JSON log: proves STORM_CONTROLLER_LOG_FORMAT was read; a loopback address proves the admin address was.

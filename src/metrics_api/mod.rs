@@ -21,6 +21,7 @@ pub mod auth;
 pub mod authz;
 mod docs;
 mod http;
+pub mod kube_trust;
 pub mod provider;
 pub mod quantity;
 pub mod selector;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod openapi;
+pub mod tls;
 
 use std::path::PathBuf;
 
