@@ -421,6 +421,18 @@ async fn a_bad_spec_gets_a_condition_and_an_event_and_touches_nothing() {
             .all(|p| p.contains("/events") || p.ends_with("/stormclusters/storm/status")),
         "{writes:?}"
     );
+    // Reported once: the reconcile its own status write triggers adds no Event and no write.
+    env.sim.clear_requests();
+    env.reconcile("storm").await.unwrap();
+    assert!(
+        env.sim.writes().is_empty(),
+        "{:?}",
+        env.sim
+            .writes()
+            .iter()
+            .map(|w| w.path.clone())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -74,10 +74,15 @@ pub async fn reconcile(cluster: Arc<StormCluster>, ctx: Arc<Context>) -> Result<
         now: Timestamp::now(),
     };
 
+    // Condition transition times come from the last status we wrote when the cache has not
+    // caught up with it yet (see `WrittenStatus`).
+    let previous = ctx
+        .written
+        .previous(cluster.uid().as_deref(), cluster.status.as_ref());
     let mut written = Vec::new();
     let status = match &plan {
         ClusterPlan::External { .. } => status::compute(
-            cluster.status.as_ref(),
+            previous.as_ref(),
             cluster.meta().generation,
             status::Workloads::default(),
             nimbus_view,
@@ -138,7 +143,7 @@ pub async fn reconcile(cluster: Arc<StormCluster>, ctx: Arc<Context>) -> Result<
                 .await;
             }
             status::compute(
-                cluster.status.as_ref(),
+                previous.as_ref(),
                 cluster.meta().generation,
                 status::Workloads {
                     plan: Some(managed),
@@ -256,6 +261,21 @@ async fn report_invalid(
     ctx: &Context,
     invalid: &validate::InvalidSpec,
 ) -> Result<(), Error> {
+    let stored = ctx
+        .written
+        .previous(cluster.uid().as_deref(), cluster.status.as_ref());
+    let already_reported = stored.as_ref().is_some_and(|s| {
+        s.observed_generation == cluster.meta().generation
+            && s.conditions.iter().any(|c| {
+                c.type_ == condition::DEGRADED
+                    && c.reason == invalid.reason()
+                    && c.message == invalid.to_string()
+            })
+    });
+    if already_reported {
+        // Reported for this generation already: no second Event, no write.
+        return Ok(());
+    }
     ctx.event(
         &cluster.object_ref(&()),
         EventType::Warning,
@@ -266,8 +286,7 @@ async fn report_invalid(
     .await;
     let now = Timestamp::now();
     let generation = cluster.meta().generation;
-    let previous = cluster
-        .status
+    let previous = stored
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or(&[]);
@@ -285,7 +304,7 @@ async fn report_invalid(
             message: "fix the spec; nothing is applied until then".into(),
         },
     ];
-    let mut status = cluster.status.clone().unwrap_or_default();
+    let mut status = stored.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.conditions = crate::controller::conditions::merge(previous, &desired, generation, now);
     write_status(ctx, cluster, status).await
