@@ -71,6 +71,67 @@ pub struct Metrics {
     pub reconcile: ReconcileMetrics,
     /// Requests, latency, sample freshness and authorization cache of the custom metrics API.
     pub api: crate::metrics_api::ApiMetrics,
+    /// Age and failures of each Storm cluster's statistics.
+    pub nimbus: NimbusMetrics,
+}
+
+/// Labels of per-cluster series: `namespace/name` of the StormCluster (bounded by the number of
+/// clusters, not of topologies).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// `namespace/name`.
+    pub cluster: String,
+}
+
+/// `storm_controller_nimbus_snapshot_age_seconds{cluster}` (how old the data served is; absent
+/// before the first successful poll) and `storm_controller_nimbus_poll_failures{cluster}`
+/// (failed polls in a row).
+#[derive(Clone, Debug, Default)]
+pub struct NimbusMetrics {
+    age: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    failures: Family<ClusterLabels, Gauge>,
+}
+
+impl NimbusMetrics {
+    /// Registers the families.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "nimbus_snapshot_age_seconds",
+            "Age of the latest Nimbus statistics per Storm cluster",
+            metrics.age.clone(),
+        );
+        registry.register(
+            "nimbus_poll_failures",
+            "Failed Nimbus polls in a row per Storm cluster",
+            metrics.failures.clone(),
+        );
+        metrics
+    }
+
+    /// Sets the series from the clusters' snapshots at `now`; clusters that are gone disappear.
+    pub fn observe(
+        &self,
+        snapshots: &[(
+            crate::clusters::ClusterKey,
+            std::sync::Arc<crate::stats::ClusterSnapshot>,
+        )],
+        now: k8s_openapi::jiff::Timestamp,
+    ) {
+        self.age.clear();
+        self.failures.clear();
+        for (key, snapshot) in snapshots {
+            let labels = ClusterLabels {
+                cluster: key.to_string(),
+            };
+            if let Some(age) = snapshot.age(now) {
+                self.age.get_or_create(&labels).set(age.as_secs_f64());
+            }
+            self.failures
+                .get_or_create(&labels)
+                .set(i64::from(snapshot.consecutive_failures));
+        }
+    }
 }
 
 impl Metrics {
@@ -88,10 +149,12 @@ impl Metrics {
         let reconcile = ReconcileMetrics::register(&mut registry);
         let api = crate::metrics_api::ApiMetrics::new();
         api.register(&mut registry);
+        let nimbus = NimbusMetrics::register(&mut registry);
         Self {
             registry,
             reconcile,
             api,
+            nimbus,
         }
     }
 

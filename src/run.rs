@@ -113,6 +113,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Snapshot age and poll failures per cluster on /metrics, refreshed every few seconds.
+    tokio::spawn({
+        let (clusters, metrics, stop) = (
+            Arc::clone(&clusters),
+            Arc::clone(&metrics),
+            shutdown.child_token(),
+        );
+        async move {
+            loop {
+                metrics
+                    .nimbus
+                    .observe(&clusters.snapshots(), k8s_openapi::jiff::Timestamp::now());
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    });
     if let (true, Some(client)) = (run_controllers, &client) {
         components.spawn(named(
             "controllers",

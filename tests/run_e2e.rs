@@ -274,8 +274,48 @@ async fn run_serves_storm_metrics_to_the_hpa_path_and_stops_cleanly() {
     }
     assert_eq!(leader.as_deref(), Some(fake.endpoint().as_str()));
 
+    // The admin port exports the API's request counts and each cluster's snapshot age.
+    let admin = operator.address("admin server listening").await;
+    let mut metrics = String::new();
+    for _ in 0..(BOUND.as_millis() / 200) {
+        metrics = admin_get(admin, "/metrics");
+        if metrics.contains("storm_controller_nimbus_snapshot_age_seconds{cluster=\"storm/storm\"}")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        metrics.contains("storm_controller_nimbus_snapshot_age_seconds{cluster=\"storm/storm\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("storm_controller_metrics_api_requests_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("storm_controller_metrics_api_authorization_cache_misses_total"),
+        "{metrics}"
+    );
+
     let status = operator.stop();
     assert!(status.success(), "{status:?}");
+}
+
+fn admin_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
 }
 
 #[tokio::test]
