@@ -12,16 +12,6 @@ use storm_controller::kubesim::KubeSim;
 use storm_controller::stats::CollectorConfig;
 use tokio_util::sync::CancellationToken;
 
-async fn wait(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn connections_follow_the_storm_clusters_in_the_api() {
     let sim = KubeSim::start().await;
@@ -45,7 +35,7 @@ async fn connections_follow_the_storm_clusters_in_the_api() {
         shutdown.clone(),
     ));
     let legacy = ClusterKey::new("storm", "legacy");
-    wait("a connection for the listed cluster", || {
+    support::fixtures::wait_until("a connection for the listed cluster", || {
         registry.get(&legacy).is_some()
     })
     .await;
@@ -55,7 +45,7 @@ async fn connections_follow_the_storm_clusters_in_the_api() {
     ))
     .unwrap();
     api.create(&PostParams::default(), &managed).await.unwrap();
-    wait("a connection for the new cluster", || {
+    support::fixtures::wait_until("a connection for the new cluster", || {
         registry.get(&ClusterKey::new("storm", "storm")).is_some()
     })
     .await;
@@ -68,7 +58,7 @@ async fn connections_follow_the_storm_clusters_in_the_api() {
     api.delete("legacy", &DeleteParams::default())
         .await
         .unwrap();
-    wait("the deleted cluster's connection gone", || {
+    support::fixtures::wait_until("the deleted cluster's connection gone", || {
         registry.get(&legacy).is_none()
     })
     .await;

@@ -17,7 +17,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
 use storm_controller::crd::{StormCluster, StormTopology};
 use storm_controller::kubesim::KubeSim;
-use storm_controller::nimbus::fake::{FakeComponent, FakeComponentStats, FakeNimbus, FakeTopology};
+use storm_controller::nimbus::fake::FakeNimbus;
+use support::fixtures::word_count;
 
 const BIN: &str = env!("CARGO_BIN_EXE_storm-controller");
 const BOUND: Duration = Duration::from_secs(30);
@@ -91,32 +92,6 @@ impl Operator {
             self.log.lock().unwrap()
         );
     }
-}
-
-fn word_count() -> FakeTopology {
-    let spout = FakeComponentStats {
-        emitted: 60_000,
-        acked: 60_000,
-        complete_latency_ms: 20.0,
-        ..Default::default()
-    };
-    let split = FakeComponentStats {
-        emitted: 120_000,
-        executed: 60_000,
-        execute_latency_ms: 2.0,
-        capacity: 0.4,
-        ..Default::default()
-    };
-    let count = FakeComponentStats {
-        executed: 120_000,
-        execute_latency_ms: 1.0,
-        capacity: 0.9,
-        ..Default::default()
-    };
-    FakeTopology::new("wordcount")
-        .with_spout("spout", FakeComponent::new(2, 2, spout))
-        .with_bolt("split", FakeComponent::new(4, 8, split))
-        .with_bolt("count", FakeComponent::new(4, 8, count))
 }
 
 fn ca_pem() -> String {

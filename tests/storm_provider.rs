@@ -1,6 +1,8 @@
 //! The operator's metrics source: StormTopology and StormWorkerPool objects from watch caches,
 //! their values from the collector of the StormCluster they name; and standalone mode.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,48 +14,13 @@ use storm_controller::crd::worker_pool::StormMetricName;
 use storm_controller::crd::{StormTopology, StormWorkerPool};
 use storm_controller::kubesim::KubeSim;
 use storm_controller::metrics_api::provider::{MetricsProvider, ServedResource};
-use storm_controller::nimbus::fake::{FakeComponent, FakeComponentStats, FakeNimbus, FakeTopology};
+use storm_controller::nimbus::fake::FakeNimbus;
 use storm_controller::stats::CollectorConfig;
 use storm_controller::storm_provider::{StandaloneProvider, StormProvider, samples_of, storm_name};
+use support::fixtures::word_count;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "storm";
-
-fn word_count() -> FakeTopology {
-    let spout = FakeComponentStats {
-        emitted: 60_000,
-        acked: 60_000,
-        complete_latency_ms: 20.0,
-        ..Default::default()
-    };
-    let split = FakeComponentStats {
-        emitted: 120_000,
-        executed: 60_000,
-        execute_latency_ms: 2.0,
-        capacity: 0.4,
-        ..Default::default()
-    };
-    let count = FakeComponentStats {
-        executed: 120_000,
-        execute_latency_ms: 1.0,
-        capacity: 0.9,
-        ..Default::default()
-    };
-    FakeTopology::new("wordcount")
-        .with_spout("spout", FakeComponent::new(2, 2, spout))
-        .with_bolt("split", FakeComponent::new(4, 8, split))
-        .with_bolt("count", FakeComponent::new(4, 8, count))
-}
-
-async fn wait<F: Fn() -> bool>(what: &str, check: F) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test]
 async fn topologies_and_pools_are_served_from_their_clusters_collector() {
@@ -116,8 +83,8 @@ async fn topologies_and_pools_are_served_from_their_clusters_collector() {
         .for_each(|_| async {}),
     );
     let provider = StormProvider::new(Arc::clone(&clusters), topo_store, pool_store);
-    wait("caches", || provider.is_ready()).await;
-    wait("metrics", || {
+    support::fixtures::wait_until("caches", || provider.is_ready()).await;
+    support::fixtures::wait_until("metrics", || {
         !provider
             .samples(
                 ServedResource::StormTopologies,
@@ -220,7 +187,7 @@ async fn standalone_mode_serves_every_topology_of_one_cluster_in_one_namespace()
         )
         .unwrap();
     let provider = StandaloneProvider::new("apps", connection);
-    wait("a snapshot", || provider.is_ready()).await;
+    support::fixtures::wait_until("a snapshot", || provider.is_ready()).await;
     let objects = provider.list_objects(ServedResource::StormTopologies, "apps");
     assert_eq!(
         objects.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),

@@ -18,9 +18,9 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use storm_controller::crd::worker_pool::StormMetricName;
 use storm_controller::metrics_api::tls;
 use storm_controller::metrics_api::{
@@ -33,40 +33,11 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 const PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/storm/stormtopologies.storm.apache.org/topo-0500/storm_topology_pending_tuples";
 const DISCOVERY: &str = "/apis/custom.metrics.k8s.io/v1beta2";
 
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _e: &CertificateDer<'_>,
-        _i: &[CertificateDer<'_>],
-        _n: &ServerName<'_>,
-        _o: &[u8],
-        _t: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
+// The trust-any-server verifier the TLS tests use.
+#[allow(dead_code)]
+#[path = "../../tests/support/tls.rs"]
+mod test_tls;
+use test_tls::NoVerify;
 
 /// A stand-in for the SubjectAccessReview behind the cache: allows everything (only cache hits are measured).
 struct Allow;
