@@ -93,7 +93,8 @@ pub struct StormProvider {
 }
 
 impl StormProvider {
-    /// A provider over these caches and connections; ready once both caches have listed.
+    /// A provider over these caches and connections; ready once both caches have listed. Call it
+    /// inside a tokio runtime (it spawns the readiness watch).
     pub fn new(
         clusters: Arc<Clusters>,
         topologies: Store<StormTopology>,
