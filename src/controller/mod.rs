@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod context;
 pub mod labels;
 pub mod leader;
+pub mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,3 @@
+//! The StormTopology pipeline. So far: the pure builders of its children.
+
+pub mod build;
