@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::controller::cluster::{build, validate};
-use crate::crd::StormCluster;
+use crate::controller::topology::build as topology_build;
+use crate::crd::{StormCluster, StormTopology};
 
 /// Output format of `render`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -33,20 +34,29 @@ pub enum RenderError {
     },
 }
 
-/// Renders the children of every StormCluster (and, as the reconcilers grow, StormTopology and
-/// StormWorkerPool) in `input`, a YAML stream. Objects without a namespace are put in
-/// `default_namespace`.
+/// Renders the children of every StormCluster and StormTopology (its submit Job and inline
+/// worker pool) in `input`, a YAML stream; StormWorkerPool documents are accepted and render
+/// nothing yet. A StormTopology needs its StormCluster (`spec.clusterRef`, same namespace) in the
+/// same stream. Objects without a namespace are put in `default_namespace`.
 pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<String, RenderError> {
-    let docs: Vec<Value> =
+    let mut docs: Vec<Value> =
         serde_saphyr::from_multiple(input).map_err(|e| RenderError::Parse(e.to_string()))?;
+    for doc in docs.iter_mut().filter(|d| d.is_object()) {
+        if doc["metadata"]["namespace"].is_null() {
+            doc["metadata"]["namespace"] = default_namespace.into();
+        }
+    }
+    // StormClusters by namespace and name, for the topologies that refer to them.
+    let clusters: Vec<StormCluster> = docs
+        .iter()
+        .filter(|d| d["kind"] == "StormCluster")
+        .filter_map(|d| serde_json::from_value(d.clone()).ok())
+        .collect();
     let mut children: Vec<Value> = Vec::new();
-    for (i, mut doc) in docs.into_iter().enumerate() {
+    for (i, doc) in docs.into_iter().enumerate() {
         let index = i + 1;
         if doc.is_null() {
             continue;
-        }
-        if doc["metadata"]["namespace"].is_null() {
-            doc["metadata"]["namespace"] = default_namespace.into();
         }
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
@@ -82,7 +92,16 @@ pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<St
                     }
                 }
             }
-            "StormTopology" | "StormWorkerPool" => {}
+            "StormTopology" => {
+                let topology: StormTopology = serde_json::from_value(doc)
+                    .map_err(|e| fail(format!("not a valid StormTopology: {e}")))?;
+                let (job, pool) = render_topology(&topology, &clusters).map_err(fail)?;
+                push(&mut children, &job);
+                if let Some(pool) = pool {
+                    push(&mut children, &pool);
+                }
+            }
+            "StormWorkerPool" => {}
             other => {
                 return Err(fail(format!(
                     "kind {other:?} is not one of StormCluster, StormTopology, StormWorkerPool"
@@ -105,6 +124,45 @@ pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<St
             serde_json::to_string_pretty(&list).expect("JSON values serialize") + "\n"
         }
     })
+}
+
+/// The submit Job and inline pool of `topology`, with its cluster looked up in `clusters`.
+fn render_topology(
+    topology: &StormTopology,
+    clusters: &[StormCluster],
+) -> Result<
+    (
+        k8s_openapi::api::batch::v1::Job,
+        Option<crate::crd::StormWorkerPool>,
+    ),
+    String,
+> {
+    use kube::ResourceExt;
+    let name = topology.name_any();
+    let namespace = topology.namespace().unwrap_or_default();
+    let cluster_name = &topology.spec.cluster_ref.name;
+    let cluster = clusters
+        .iter()
+        .find(|c| &c.name_any() == cluster_name && c.namespace().unwrap_or_default() == namespace)
+        .ok_or_else(|| {
+            format!(
+                "StormTopology {name}: its StormCluster {cluster_name} (namespace {namespace}) is not in the input; render them together"
+            )
+        })?;
+    let plan = validate::validate(cluster)
+        .map_err(|e| format!("StormTopology {name}: StormCluster {cluster_name}: {e}"))?;
+    let version = topology_build::desired_version(topology);
+    let storm_name = crate::storm_provider::storm_name(topology);
+    let job = topology_build::submit_job(
+        topology,
+        cluster,
+        &plan,
+        &storm_name,
+        &version,
+        topology_build::DEFAULT_FETCH_IMAGE,
+    )
+    .map_err(|e| format!("StormTopology {name}: {e}"))?;
+    Ok((job, topology_build::inline_worker_pool(topology)))
 }
 
 fn push<T: Serialize>(out: &mut Vec<Value>, object: &T) {

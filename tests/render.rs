@@ -95,3 +95,61 @@ fn bad_input_names_the_document_and_the_problem() {
             .contains("storm.apache.org/v1alpha1")
     );
 }
+
+#[test]
+fn a_topology_renders_its_submit_job_and_pool_with_its_cluster() {
+    let input = format!(
+        "{}\n---\n{}",
+        sample("config/samples/stormtopology-autoscaled.yaml"),
+        sample("config/samples/stormcluster-managed.yaml")
+    );
+    let out = render(&input, "default", Format::Yaml).unwrap();
+    let kinds = kinds(&out);
+    let job = storm_controller::controller::topology::build::submit_job_name(
+        &serde_saphyr::from_str(&sample("config/samples/stormtopology-autoscaled.yaml")).unwrap(),
+        "1.0.0",
+    );
+    assert_eq!(
+        kinds[..2],
+        [
+            format!("Job/{job}"),
+            "StormWorkerPool/wordcount".to_string()
+        ]
+    );
+    assert_eq!(kinds.len(), 10, "{kinds:?}");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+    let args = &docs[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(args[0], "storm");
+    assert!(
+        args.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == r#"topology.version="1.0.0""#),
+        "{args}"
+    );
+    assert_eq!(docs[1]["apiVersion"], "storm.apache.org/v1alpha1");
+    assert_eq!(docs[1]["spec"]["topologyRef"]["name"], "wordcount");
+}
+
+#[test]
+fn a_topology_without_its_cluster_is_an_error_naming_the_cluster() {
+    let topology = sample("config/samples/stormtopology-autoscaled.yaml");
+    let err = render(&topology, "default", Format::Yaml).unwrap_err();
+    assert!(
+        matches!(err, RenderError::Document { index: 1, .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("StormCluster storm"), "{message}");
+    assert!(message.contains("wordcount"), "{message}");
+    // A cluster of the same name in another namespace is not the topology's.
+    let elsewhere = sample("config/samples/stormcluster-managed.yaml")
+        .replace("namespace: storm", "namespace: other");
+    let err = render(
+        &format!("{topology}\n---\n{elsewhere}"),
+        "default",
+        Format::Yaml,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("StormCluster storm"), "{err}");
+}
