@@ -483,14 +483,7 @@ impl Ctx<'_> {
                 field_env("POD_IP", "status.podIP"),
             ]),
             resources: pod.resources.clone(),
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                capabilities: Some(Capabilities {
-                    drop: Some(vec!["ALL".into()]),
-                    ..Capabilities::default()
-                }),
-                ..SecurityContext::default()
-            }),
+            security_context: Some(container_security_context()),
             ..Container::default()
         }
     }
@@ -537,20 +530,39 @@ impl Ctx<'_> {
                 priority_class_name: settings.priority_class_name.clone(),
                 image_pull_secrets: non_empty::<LocalObjectReference>(pull_secrets),
                 termination_grace_period_seconds: Some(grace_seconds),
-                security_context: Some(PodSecurityContext {
-                    run_as_non_root: Some(true),
-                    run_as_user: Some(STORM_UID),
-                    run_as_group: Some(STORM_UID),
-                    fs_group: Some(STORM_UID),
-                    seccomp_profile: Some(SeccompProfile {
-                        type_: "RuntimeDefault".into(),
-                        ..SeccompProfile::default()
-                    }),
-                    ..PodSecurityContext::default()
-                }),
+                security_context: Some(pod_security_context()),
                 ..PodSpec::default()
             }),
         }
+    }
+}
+
+/// The pod security context of every pod the operator runs: the Storm image's non-root user,
+/// the runtime's default seccomp profile.
+pub fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(STORM_UID),
+        run_as_group: Some(STORM_UID),
+        fs_group: Some(STORM_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The container security context of every container the operator runs: no privilege
+/// escalation, no capabilities.
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
     }
 }
 

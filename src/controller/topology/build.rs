@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use crate::controller::cluster::build::{NIMBUS_PORT, STORM_UID, nimbus_seeds, short_hash};
+use crate::controller::cluster::build::{
+    NIMBUS_PORT, container_security_context, nimbus_seeds, pod_security_context, short_hash,
+};
 use crate::controller::cluster::validate::ClusterPlan;
 use crate::controller::labels::{self, Component};
 use crate::crd::common::TopologyReference;
@@ -182,7 +183,7 @@ pub fn submit_job(
             ..ResourceRequirements::default()
         }),
         volume_mounts: Some(vec![jar_mount()]),
-        security_context: Some(container_security()),
+        security_context: Some(container_security_context()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Container::default()
     };
@@ -218,17 +219,7 @@ pub fn submit_job(
                         ..Volume::default()
                     }]),
                     image_pull_secrets: (!pull_secrets.is_empty()).then(|| pull_secrets.to_vec()),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(STORM_UID),
-                        run_as_group: Some(STORM_UID),
-                        fs_group: Some(STORM_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security_context()),
                     ..PodSpec::default()
                 }),
             },
@@ -299,7 +290,7 @@ fn fetch_container(
         command: Some(vec!["sh".into(), "-c".into(), script]),
         env: Some(env_vars),
         volume_mounts: Some(vec![jar_mount()]),
-        security_context: Some(container_security()),
+        security_context: Some(container_security_context()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Container::default()
     })
@@ -337,17 +328,6 @@ fn jar_mount() -> VolumeMount {
         name: "jar".into(),
         mount_path: JAR_DIR.into(),
         ..VolumeMount::default()
-    }
-}
-
-fn container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Capabilities::default()
-        }),
-        ..SecurityContext::default()
     }
 }
 
