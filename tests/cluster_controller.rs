@@ -131,6 +131,20 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Waits (bounded) until some cluster's collector snapshot satisfies `check`.
+    async fn wait_for_snapshot(
+        &self,
+        what: &str,
+        check: impl Fn(&storm_controller::stats::ClusterSnapshot) -> bool,
+    ) {
+        self.eventually(what, || async {
+            self.ctx.clusters.snapshots().iter().any(|(_, s)| check(s))
+        })
+        .await;
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -204,14 +218,8 @@ async fn status_follows_the_workloads_and_nimbus() {
     env.sim
         .apply_status::<Deployment>(NS, "storm-supervisor", serde_json::json!({"replicas": 3, "readyReplicas": 3, "updatedReplicas": 3, "observedGeneration": deploy.metadata.generation.unwrap()}))
         .unwrap();
-    env.eventually("a Nimbus snapshot", || async {
-        env.ctx
-            .clusters
-            .snapshots()
-            .iter()
-            .any(|(_, s)| s.cluster.is_some())
-    })
-    .await;
+    env.wait_for_snapshot("a Nimbus snapshot", |s| s.cluster.is_some())
+        .await;
     env.reconcile("storm").await.unwrap();
     let cluster = env.fetch("storm").await;
     let status = cluster.status.clone().unwrap();
@@ -310,14 +318,8 @@ async fn external_mode_creates_no_workloads_and_reports_nimbus() {
     let env = env().await;
     env.create(&external(&[&env.fake.endpoint()])).await;
     env.reconcile("legacy").await.unwrap();
-    env.eventually("a Nimbus snapshot", || async {
-        env.ctx
-            .clusters
-            .snapshots()
-            .iter()
-            .any(|(_, s)| s.cluster.is_some())
-    })
-    .await;
+    env.wait_for_snapshot("a Nimbus snapshot", |s| s.cluster.is_some())
+        .await;
     env.reconcile("legacy").await.unwrap();
     assert!(env.sim.list::<StatefulSet>(Some(NS)).is_empty());
     assert!(env.sim.list::<Deployment>(Some(NS)).is_empty());
@@ -343,14 +345,8 @@ async fn unreachable_nimbus_is_a_condition_not_an_error() {
         ));
     env.create(&external(&[&env.fake.endpoint()])).await;
     env.reconcile("legacy").await.unwrap();
-    env.eventually("a failed poll", || async {
-        env.ctx
-            .clusters
-            .snapshots()
-            .iter()
-            .any(|(_, s)| s.error.is_some())
-    })
-    .await;
+    env.wait_for_snapshot("a failed poll", |s| s.error.is_some())
+        .await;
     env.reconcile("legacy").await.unwrap();
     let cluster = env.fetch("legacy").await;
     assert_eq!(
