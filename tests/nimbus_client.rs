@@ -1,13 +1,12 @@
 //! The Thrift client against the fake Nimbus over real TCP on 127.0.0.1.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use storm_controller::nimbus::fake::{
     FakeCluster, FakeComponent, FakeComponentStats, FakeNimbus, FakeTopology, Fault, FaultKind,
 };
-use storm_controller::nimbus::storm::{StormTopology, SubmitOptions, TopologyInitialStatus};
+use storm_controller::nimbus::storm::{SubmitOptions, TopologyInitialStatus};
 use storm_controller::nimbus::{Nimbus, NimbusConfig, NimbusError, RebalanceRequest, ThriftNimbus};
 
 fn word_count() -> FakeTopology {
@@ -221,18 +220,7 @@ async fn uploads_in_chunks_and_submits() {
 
     let mut conf = serde_json::Map::new();
     conf.insert("topology.version".into(), serde_json::json!("v1"));
-    let topology = StormTopology::new(
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-    );
+    let topology = storm_controller::nimbus::fake::empty_storm_topology();
     let opts = SubmitOptions::new(TopologyInitialStatus::INACTIVE, None);
     nimbus
         .submit("fresh", &location, &conf, &topology, &opts)

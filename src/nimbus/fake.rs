@@ -417,6 +417,23 @@ impl ClusterState {
     }
 }
 
+/// A `StormTopology` with no components: what the fake answers to `getTopology`, and a submit
+/// payload for tests (the fake does not look inside it).
+pub fn empty_storm_topology() -> StormTopology {
+    StormTopology::new(
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+}
+
 /// The shared state of a fake Storm cluster; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct FakeCluster {
@@ -1209,20 +1226,7 @@ impl NimbusSyncHandler for Handler {
     }
 
     fn handle_get_topology(&self, id: String) -> thrift::Result<StormTopology> {
-        self.by_id(&id, |_| {
-            StormTopology::new(
-                BTreeMap::new(),
-                BTreeMap::new(),
-                BTreeMap::new(),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            )
-        })
+        self.by_id(&id, |_| empty_storm_topology())
     }
 
     fn handle_get_user_topology(&self, id: String) -> thrift::Result<StormTopology> {
