@@ -107,6 +107,7 @@ fn a_topology_renders_its_submit_job_and_pool_with_its_cluster() {
     let kinds = kinds(&out);
     let job = storm_controller::controller::topology::build::submit_job_name(
         &serde_saphyr::from_str(&sample("config/samples/stormtopology-autoscaled.yaml")).unwrap(),
+        "wordcount",
         "1.0.0",
     );
     assert_eq!(

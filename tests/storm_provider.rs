@@ -230,6 +230,7 @@ fn samples_follow_the_metrics_and_skip_what_is_not_a_number() {
         failed_per_second: 0.0,
         emitted_per_second: 2.0,
         components: vec![],
+        parallelism: Default::default(),
     };
     assert_eq!(
         samples_of(&metrics, StormMetricName::PendingTuples)[0].value,

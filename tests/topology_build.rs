@@ -139,16 +139,21 @@ fn hashed_version_is_stable_and_follows_what_is_submitted() {
 #[test]
 fn job_name_is_deterministic_and_a_dns_label() {
     let t = topology();
-    let name = build::submit_job_name(&t, "1.0.0");
-    assert_eq!(name, build::submit_job_name(&t, "1.0.0"));
+    let name = build::submit_job_name(&t, "wordcount", "1.0.0");
+    assert_eq!(name, build::submit_job_name(&t, "wordcount", "1.0.0"));
     assert!(
         name.starts_with("wordcount-submit-") && name.len() == 25,
         "{name}"
     );
-    assert_ne!(name, build::submit_job_name(&t, "1.0.1"));
+    assert_ne!(name, build::submit_job_name(&t, "wordcount", "1.0.1"));
+    assert_ne!(
+        name,
+        build::submit_job_name(&t, "wordcount-green", "1.0.0"),
+        "a BlueGreen submission of the same version under the other name is another Job"
+    );
 
     let long = topology_with(|v| v["metadata"]["name"] = format!("{}-x", "a".repeat(45)).into());
-    let name = build::submit_job_name(&long, "1.0.0");
+    let name = build::submit_job_name(&long, "wordcount", "1.0.0");
     assert!(name.len() <= 63, "{name}");
     assert!(!name.contains("--"), "{name}");
     let dns = |s: &str| {
@@ -159,7 +164,7 @@ fn job_name_is_deterministic_and_a_dns_label() {
     };
     assert!(dns(&name), "{name}");
     let longest = topology_with(|v| v["metadata"]["name"] = "b".repeat(63).into());
-    let name = build::submit_job_name(&longest, "1.0.0");
+    let name = build::submit_job_name(&longest, "wordcount", "1.0.0");
     assert_eq!(name.len(), 63);
     assert!(dns(&name));
 }
@@ -193,6 +198,8 @@ fn argv_for_a_managed_cluster() {
             "nimbus.thrift.port=6627",
             "-c",
             r#"topology.version="1.0.0""#,
+            "-c",
+            &format!(r#"storm.kubernetes.owner.uid="{TOPOLOGY_UID}""#),
             "-c",
             r#"my.list=["a",1]"#,
             "-c",
@@ -322,7 +329,7 @@ fn job_has_owner_labels_limits_and_a_locked_down_pod() {
     let meta = &job.metadata;
     assert_eq!(
         meta.name.as_deref(),
-        Some(build::submit_job_name(&t, "1.0.0").as_str())
+        Some(build::submit_job_name(&t, "wordcount", "1.0.0").as_str())
     );
     assert_eq!(meta.namespace.as_deref(), Some("storm"));
     let owner = &meta.owner_references.as_ref().unwrap()[0];

@@ -237,9 +237,16 @@ pub struct StormTopologyStatus {
     /// Tasks of the topology.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<i32>,
-    /// Seconds since the topology was submitted.
+    /// When Storm launched the running topology (RFC 3339, from its id). A time rather than an
+    /// uptime, so that the status does not change on every poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uptime_seconds: Option<i64>,
+    pub launch_time: Option<String>,
+    /// Workers the operator last asked Storm for (at submission or by a rebalance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_workers: Option<i32>,
+    /// Executors per component the operator last asked Storm for by a rebalance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requested_parallelism: BTreeMap<String, i32>,
     /// When the topology was last rebalanced by the operator (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rebalance_time: Option<String>,

@@ -67,6 +67,8 @@ pub struct TopologyMetrics {
     pub emitted_per_second: f64,
     /// Per-bolt numbers.
     pub components: Vec<ComponentMetrics>,
+    /// Executors and tasks of every spout and bolt (system components left out).
+    pub parallelism: std::collections::BTreeMap<String, Parallelism>,
 }
 
 /// Per-bolt metrics.
@@ -79,6 +81,15 @@ pub struct ComponentMetrics {
     pub capacity: f64,
     /// Execute latency (ms) in the window.
     pub execute_latency_ms: f64,
+}
+
+/// Executors and tasks of one spout or bolt (Storm runs at most one executor per task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Parallelism {
+    /// Executors (threads) running the component.
+    pub executors: i32,
+    /// Tasks of the component, fixed at submission.
+    pub tasks: i32,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -151,6 +162,23 @@ pub fn topology_metrics_with_conf(
     let has_ackers = conf.acker_executors().is_none_or(|n| n > 0.0);
     let timeout = conf.message_timeout_secs();
 
+    let mut parallelism = std::collections::BTreeMap::new();
+    for (id, c) in page
+        .id_to_spout_agg_stats
+        .iter()
+        .flatten()
+        .chain(page.id_to_bolt_agg_stats.iter().flatten())
+    {
+        if let Some(common) = c.common_stats.as_ref().filter(|_| !is_system(id)) {
+            parallelism.insert(
+                id.clone(),
+                Parallelism {
+                    executors: common.num_executors.unwrap_or(0),
+                    tasks: common.num_tasks.unwrap_or(0),
+                },
+            );
+        }
+    }
     let mut pending = 0.0;
     let (mut acked, mut failed, mut emitted, mut spout_tasks) = (0.0, 0.0, 0.0, 0.0);
     let mut latency_weighted = 0.0;
@@ -215,5 +243,6 @@ pub fn topology_metrics_with_conf(
         failed_per_second: rate(failed),
         emitted_per_second: rate(emitted),
         components,
+        parallelism,
     }
 }

@@ -30,6 +30,9 @@ pub const VERSION_ANNOTATION: &str = "storm.apache.org/topology-version";
 pub const JAR_DIR: &str = "/jar";
 /// Path of the jar `storm jar` submits.
 pub const JAR_FILE: &str = "/jar/topology.jar";
+/// Topology configuration key with the uid of the StormTopology that submitted the topology:
+/// the operator kills only topologies that carry its own uid.
+pub const OWNER_CONF_KEY: &str = "storm.kubernetes.owner.uid";
 /// Environment variable of the `submit` container with the Storm name of the topology; write
 /// `$(STORM_TOPOLOGY_NAME)` in `spec.args` and Kubernetes expands it.
 pub const STORM_NAME_ENV: &str = "STORM_TOPOLOGY_NAME";
@@ -107,11 +110,12 @@ fn canonical_json(value: &Value) -> String {
     }
 }
 
-/// The name of the Job that submits `version` of `topology`: `<name>-submit-<8 hex>`, the name
-/// part shortened so that the whole is a DNS label of at most 63 characters. The same topology
-/// and version always give the same name.
-pub fn submit_job_name(topology: &StormTopology, version: &str) -> String {
-    let hash = short_hash(version);
+/// The name of the Job that submits `version` of `topology` under `storm_name`:
+/// `<name>-submit-<8 hex>`, the name part shortened so that the whole is a DNS label of at most
+/// 63 characters. The same topology, Storm name and version always give the same name, so a
+/// retried reconcile finds the Job it created instead of creating a second one.
+pub fn submit_job_name(topology: &StormTopology, storm_name: &str, version: &str) -> String {
+    let hash = short_hash(&format!("{storm_name}/{version}"));
     let suffix = format!("-submit-{}", &hash[..8]);
     let name = topology.name_any();
     let room = 63 - suffix.len();
@@ -190,7 +194,7 @@ pub fn submit_job(
 
     let mut meta = labels::child_meta(
         topology,
-        submit_job_name(topology, version),
+        submit_job_name(topology, storm_name, version),
         job_labels.clone(),
     );
     meta.annotations = Some(BTreeMap::from([(
@@ -243,6 +247,9 @@ fn storm_jar_args(
         format!("nimbus.thrift.port={port}"),
         format!("topology.version={}", json!(version)),
     ];
+    if let Some(uid) = topology.uid() {
+        options.push(format!("{OWNER_CONF_KEY}={}", json!(uid)));
+    }
     // Storm parses each `-c` value as JSON and falls back to a string: JSON keeps types.
     options.extend(
         spec.config
