@@ -107,6 +107,10 @@ pub struct ControllerArgs {
     /// How often to reconcile every object even without a change (status follows Nimbus at this pace).
     #[arg(long, env = "STORM_CONTROLLER_RESYNC_INTERVAL", default_value = "30s", value_parser = crate::nimbus::cli::parse_duration)]
     pub resync_interval: std::time::Duration,
+    /// How long a deleted StormTopology waits for an unreachable Storm cluster before its
+    /// finalizer is released anyway (with a Warning Event saying the topology may still run).
+    #[arg(long, env = "STORM_CONTROLLER_FINALIZER_TIMEOUT", default_value = "10m", value_parser = crate::nimbus::cli::parse_duration)]
+    pub finalizer_timeout: std::time::Duration,
 }
 
 /// Logging flags.

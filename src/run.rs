@@ -207,6 +207,7 @@ async fn controllers(
         .unwrap_or_else(|| "storm-controller".into());
     let settings = crate::controller::Settings {
         resync: args.resync_interval,
+        finalizer_timeout: args.finalizer_timeout,
         ..Default::default()
     };
     let ctx = Arc::new(crate::controller::Context::new(

@@ -54,6 +54,7 @@ async fn env() -> Env {
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         max_data_age: Duration::from_secs(30),
+        ..Settings::default()
     };
     let ctx = Arc::new(Context::new(
         sim.client(),

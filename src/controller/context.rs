@@ -24,6 +24,11 @@ pub struct Settings {
     pub backoff_max: Duration,
     /// Nimbus data older than this counts as unreachable.
     pub max_data_age: Duration,
+    /// Requeue while something is in progress (a submit Job, a kill, a rebalance).
+    pub progress: Duration,
+    /// A deleted StormTopology whose Storm cluster stays unreachable this long loses its
+    /// finalizer (with a Warning Event) instead of blocking the delete forever.
+    pub finalizer_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -33,6 +38,8 @@ impl Default for Settings {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             max_data_age: Duration::from_secs(90),
+            progress: Duration::from_secs(5),
+            finalizer_timeout: Duration::from_secs(600),
         }
     }
 }

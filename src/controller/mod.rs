@@ -28,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use context::{Context, Error, Settings};
 
-use crate::crd::StormCluster;
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::crd::{StormCluster, StormTopology, StormWorkerPool};
 
 /// Label selector of every child the operator manages; owned-object watches use it so the
 /// operator caches only its own objects, not every Deployment of the cluster.
@@ -60,6 +62,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     check_crds(&ctx.client).await?;
     ctx.metrics.reconcile.declare(cluster::CONTROLLER);
+    ctx.metrics.reconcile.declare(topology::CONTROLLER);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -102,15 +105,48 @@ async fn run_controllers(ctx: Arc<Context>, term: CancellationToken) {
         .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned)
-        .graceful_shutdown_on(term.cancelled_owned())
-        .run(reconcile_cluster, error_policy_cluster, ctx)
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .graceful_shutdown_on(term.clone().cancelled_owned())
+        .run(reconcile_cluster, error_policy_cluster, Arc::clone(&ctx))
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "stormcluster controller");
             }
         });
-    clusters.await;
+    let topologies = Controller::new(
+        Api::<DeserializeGuard<StormTopology>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let store = topologies.store();
+    let topologies = topologies
+        .owns(Api::<Job>::all(client.clone()), owned.clone())
+        .owns(Api::<StormWorkerPool>::all(client.clone()), owned)
+        // A StormCluster that appears or changes wakes the topologies that run on it.
+        .watches(
+            Api::<DeserializeGuard<StormCluster>>::all(client.clone()),
+            watcher::Config::default(),
+            move |cluster| {
+                let namespace = cluster.namespace();
+                let name = cluster.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|t| {
+                        t.namespace() == namespace
+                            && t.0.as_ref().is_ok_and(|t| t.spec.cluster_ref.name == name)
+                    })
+                    .map(|t| kube::runtime::reflector::ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(term.cancelled_owned())
+        .run(reconcile_topology, error_policy_topology, Arc::clone(&ctx))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "stormtopology controller");
+            }
+        });
+    futures::join!(clusters, topologies);
     sweeper.abort();
 }
 
@@ -135,24 +171,31 @@ async fn sweep_deleted(
     }
 }
 
-async fn reconcile_cluster(
-    object: Arc<DeserializeGuard<StormCluster>>,
+/// Runs `reconcile` on an object that deserialized, or reports one that did not; counts,
+/// times and reports failures the same way for every controller.
+async fn reconcile_guarded<K, F, Fut>(
+    object: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile.start(cluster::CONTROLLER);
+    controller: &'static str,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>>,
+{
+    let _timer = ctx.metrics.reconcile.start(controller);
     let key = format!(
-        "{}/{}",
+        "{controller}/{}/{}",
         object.namespace().unwrap_or_default(),
         object.name_any()
     );
-    let cluster = match &object.0 {
-        Ok(cluster) => Arc::new(cluster.clone()),
+    let typed = match &object.0 {
+        Ok(typed) => Arc::new(typed.clone()),
         Err(invalid) => {
             // The object does not match the types (stored before a CRD upgrade, or written with
             // validation bypassed): say so on the object and wait for a change.
-            ctx.metrics
-                .reconcile
-                .failed(cluster::CONTROLLER, "InvalidObject");
+            ctx.metrics.reconcile.failed(controller, "InvalidObject");
             let reference = object.object_ref(&());
             ctx.event(
                 &reference,
@@ -165,23 +208,19 @@ async fn reconcile_cluster(
             return Ok(Action::await_change());
         }
     };
-    let span = tracing::info_span!("reconcile", controller = cluster::CONTROLLER, object = %key);
-    let result = tracing::Instrument::instrument(
-        cluster::reconcile(Arc::clone(&cluster), Arc::clone(&ctx)),
-        span,
-    )
-    .await;
+    let span = tracing::info_span!("reconcile", controller, object = %key);
+    let result =
+        tracing::Instrument::instrument(reconcile(Arc::clone(&typed), Arc::clone(&ctx)), span)
+            .await;
     match result {
         Ok(action) => {
             ctx.backoff.reset(&key);
             Ok(action)
         }
         Err(error) => {
-            ctx.metrics
-                .reconcile
-                .failed(cluster::CONTROLLER, error.category());
+            ctx.metrics.reconcile.failed(controller, error.category());
             ctx.event(
-                &cluster.object_ref(&()),
+                &typed.object_ref(&()),
                 EventType::Warning,
                 error.category(),
                 "Reconcile",
@@ -193,17 +232,48 @@ async fn reconcile_cluster(
     }
 }
 
-fn error_policy_cluster(
+async fn reconcile_cluster(
     object: Arc<DeserializeGuard<StormCluster>>,
-    error: &Error,
     ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    reconcile_guarded(object, ctx, cluster::CONTROLLER, cluster::reconcile).await
+}
+
+async fn reconcile_topology(
+    object: Arc<DeserializeGuard<StormTopology>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    reconcile_guarded(object, ctx, topology::CONTROLLER, topology::reconcile).await
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    object: &K,
+    error: &Error,
+    ctx: &Context,
 ) -> Action {
     let key = format!(
-        "{}/{}",
+        "{controller}/{}/{}",
         object.namespace().unwrap_or_default(),
         object.name_any()
     );
     let delay: Duration = ctx.backoff.next(&key);
     tracing::warn!(object = %key, category = error.category(), error = %error.chain(), retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+fn error_policy_cluster(
+    object: Arc<DeserializeGuard<StormCluster>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy(cluster::CONTROLLER, object.as_ref(), error, &ctx)
+}
+
+fn error_policy_topology(
+    object: Arc<DeserializeGuard<StormTopology>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy(topology::CONTROLLER, object.as_ref(), error, &ctx)
 }
