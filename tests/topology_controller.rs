@@ -1057,3 +1057,39 @@ async fn the_running_controller_submits_and_reports() {
     env.shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_standalone_pool_owns_the_worker_count() {
+    let env = env().await;
+    env.running(&topology_yaml(json!({}))).await;
+    let pool: StormWorkerPool = serde_json::from_value(json!({
+        "apiVersion": "storm.apache.org/v1alpha1", "kind": "StormWorkerPool",
+        "metadata": {"name": "wc-pool", "namespace": NS},
+        "spec": {"topologyRef": {"name": NAME}, "replicas": 2},
+    }))
+    .unwrap();
+    Api::<StormWorkerPool>::namespaced(env.sim.client(), NS)
+        .create(&PostParams::default(), &pool)
+        .await
+        .unwrap();
+    env.patch_spec(json!({"workers": 6, "parallelism": {"split": 4}}))
+        .await;
+    env.reconcile_until("executors rebalanced", 5, |e| {
+        e.fake.cluster().topology(NAME).unwrap().bolts["split"].executors == 4
+    })
+    .await;
+    assert_eq!(
+        env.fake.cluster().topology(NAME).unwrap().num_workers,
+        2,
+        "the pool, not spec.workers, sizes the workers"
+    );
+    for _ in 0..3 {
+        env.reconcile().await.unwrap();
+    }
+    assert_eq!(env.fake.call_count("rebalance"), 1);
+    assert_eq!(
+        env.condition("Degraded"),
+        Some(("False".into(), "AsExpected".into())),
+        "fewer workers than spec.workers is the pool's business, not a degradation"
+    );
+}

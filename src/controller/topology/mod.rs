@@ -1080,9 +1080,9 @@ impl<'a> Run<'a> {
             &self.topology.namespace().unwrap_or_default(),
         );
         let name = self.topology.name_any();
-        let pools = api
-            .list(&ListParams::default().fields(&format!("spec.topologyRef.name={name}")))
-            .await?;
+        // Listed whole and filtered here: a field selector on a CRD needs Kubernetes 1.31+, and
+        // this runs only when spec.workers changed.
+        let pools = api.list(&ListParams::default()).await?;
         Ok(pools.items.iter().any(|p| p.spec.topology_ref.name == name))
     }
 
