@@ -10,6 +10,7 @@ pub mod context;
 pub mod labels;
 pub mod leader;
 pub mod topology;
+pub mod worker_pool;
 
 use std::sync::Arc;
 use std::time::Duration;
