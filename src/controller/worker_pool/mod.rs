@@ -2,3 +2,4 @@
 //! scaling ordered with rebalances so that more pods mean more throughput.
 
 pub mod build;
+pub mod scale;
