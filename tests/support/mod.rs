@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod openapi;
+pub mod pool_env;
 pub mod tls;
 
 use std::path::PathBuf;

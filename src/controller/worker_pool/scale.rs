@@ -62,11 +62,13 @@ pub struct Observed {
     pub storm: Option<StormState>,
     /// The StormTopology is being submitted, updated or killed: leave it alone.
     pub topology_busy: bool,
-    /// When the Nimbus snapshot was taken; `None` before the first one.
+    /// When the Nimbus snapshot was taken; `None` when there is no usable one (none yet, or
+    /// older than the operator trusts).
     pub snapshot_at: Option<Timestamp>,
     /// The operator's last rebalance, if any.
     pub last_rebalance: Option<LastRebalance>,
-    /// Since when the pool has been waiting for supervisors to register (`None`: not yet).
+    /// When the oldest pool pod that is not registered in Nimbus was created (`None` when there
+    /// is none): the registration wait is measured from it.
     pub waiting_since: Option<Timestamp>,
     /// Cooldown after a rebalance.
     pub cooldown: Duration,
@@ -147,6 +149,8 @@ pub enum Step {
     ShrinkDeployment(i32),
     /// Nothing to do until the topology runs.
     WaitForTopology(TopologyWait),
+    /// No recent Nimbus snapshot: nothing but growing the Deployment is safe.
+    WaitForNimbus,
     /// The pool and the topology's workers agree.
     Steady,
 }
@@ -154,7 +158,10 @@ pub enum Step {
 impl Step {
     /// Whether a scale is in progress (the `Scaling` condition).
     pub fn is_scaling(&self) -> bool {
-        !matches!(self, Step::Steady | Step::WaitForTopology(_))
+        !matches!(
+            self,
+            Step::Steady | Step::WaitForTopology(_) | Step::WaitForNimbus
+        )
     }
 }
 
@@ -176,6 +183,9 @@ pub fn plan(o: &Observed) -> Step {
         Some(live) if live >= o.desired => live,
         _ => return Step::GrowDeployment(o.desired),
     };
+    let Some(snapshot_at) = o.snapshot_at else {
+        return Step::WaitForNimbus;
+    };
     if o.topology_busy {
         return Step::WaitForTopology(TopologyWait::Busy);
     }
@@ -186,7 +196,11 @@ pub fn plan(o: &Observed) -> Step {
         }
         return Step::WaitForTopology(TopologyWait::NotRunning);
     };
-    if storm.status == REBALANCING || snapshot_predates_last_rebalance(o) {
+    let predates = o
+        .last_rebalance
+        .as_ref()
+        .is_some_and(|last| snapshot_at <= last.at);
+    if storm.status == REBALANCING || predates {
         return Step::WaitRebalancing;
     }
     if !REBALANCEABLE.contains(&storm.status.as_str()) {
@@ -224,15 +238,6 @@ pub fn plan(o: &Observed) -> Step {
         return Step::Steady;
     }
     rebalance_or_cool_down(o, storm, target)
-}
-
-/// Whether the snapshot was taken before the operator's last rebalance, so it cannot show it yet.
-fn snapshot_predates_last_rebalance(o: &Observed) -> bool {
-    match (&o.last_rebalance, o.snapshot_at) {
-        (Some(last), Some(at)) => at <= last.at,
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
 }
 
 /// Whether the last rebalance favored every supervisor the pool has now (hosts that have gone
@@ -488,9 +493,24 @@ mod tests {
         );
         let no_snapshot = Observed {
             snapshot_at: None,
+            desired: 1,
             ..stale
         };
-        assert_eq!(plan(&no_snapshot), Step::WaitRebalancing);
+        assert_eq!(
+            plan(&no_snapshot),
+            Step::WaitForNimbus,
+            "without Nimbus data not even a shrink is safe"
+        );
+        assert!(!Step::WaitForNimbus.is_scaling());
+        let grow = Observed {
+            desired: 6,
+            ..no_snapshot
+        };
+        assert_eq!(
+            plan(&grow),
+            Step::GrowDeployment(6),
+            "growing is always safe"
+        );
     }
 
     #[test]
