@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod controller_ctx;
 pub mod fixtures;
 pub mod openapi;
 pub mod pool_env;

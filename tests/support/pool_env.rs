@@ -13,16 +13,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use storm_controller::clusters::{Clusters, NimbusFactory, NimbusTarget};
 use storm_controller::controller::worker_pool::{self, POD_DELETION_COST, build};
-use storm_controller::controller::{Context, Error, Settings};
+use storm_controller::controller::{Context, Error};
 use storm_controller::crd::{StormCluster, StormTopology, StormWorkerPool};
 use storm_controller::kubesim::KubeSim;
-use storm_controller::metrics::{BuildInfo, Metrics};
-use storm_controller::nimbus::fake::{FakeCluster, FakeNimbus, FakeTopology};
-use storm_controller::nimbus::storm::SupervisorSummary;
-use storm_controller::nimbus::{Nimbus, NimbusConfig, ThriftNimbus};
-use storm_controller::stats::{ClusterSnapshot, CollectorConfig};
+use storm_controller::nimbus::fake::{FakeCluster, FakeNimbus, FakeTopology, fake_supervisor};
+use storm_controller::stats::ClusterSnapshot;
 use tokio_util::sync::CancellationToken;
 
 /// Namespace of everything.
@@ -74,31 +70,13 @@ impl PoolEnv {
     pub async fn start(spec: Value, workers: i32) -> PoolEnv {
         let sim = KubeSim::start().await;
         let fake = FakeNimbus::start().await.unwrap();
-        let endpoint = fake.endpoint();
-        let factory: NimbusFactory = Arc::new(move |_: &NimbusTarget| {
-            let mut config = NimbusConfig::new(vec![endpoint.clone()]);
-            config.call_timeout = Duration::from_secs(2);
-            Ok(Arc::new(ThriftNimbus::new(config)?) as Arc<dyn Nimbus>)
-        });
         let shutdown = CancellationToken::new();
-        let collector = CollectorConfig {
-            poll_interval: Duration::from_millis(50),
-            concurrency: 2,
-        };
-        let clusters = Arc::new(Clusters::new(factory, collector, shutdown.child_token()));
-        let settings = Settings {
-            resync: Duration::from_millis(300),
-            backoff_base: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(500),
-            max_data_age: Duration::from_secs(30),
-        };
-        let ctx = Arc::new(Context::new(
-            sim.client(),
-            clusters,
-            Arc::new(Metrics::new(&BuildInfo::current())),
-            Some("test".into()),
-            settings,
-        ));
+        let ctx = super::controller_ctx::test_context(
+            &sim,
+            fake.endpoint(),
+            Duration::from_millis(50),
+            &shutdown,
+        );
         let env = PoolEnv {
             sim,
             fake,
@@ -137,7 +115,7 @@ impl PoolEnv {
         running.num_workers = workers;
         env.storm().put_topology(running);
         env.storm()
-            .set_supervisors(vec![supervisor(SHARED_HOST, 4, 0)]);
+            .set_supervisors(vec![fake_supervisor(SHARED_HOST, 4, 0)]);
         env
     }
 
@@ -271,11 +249,11 @@ impl PoolEnv {
     pub fn register(&self, count: usize, slots: i32) {
         let hosts: Vec<String> = self.pod_ips().into_iter().take(count).collect();
         let mut left = self.storm().topology(TOPOLOGY).map_or(0, |t| t.num_workers);
-        let mut supervisors = vec![supervisor(SHARED_HOST, 4, 0)];
+        let mut supervisors = vec![fake_supervisor(SHARED_HOST, 4, 0)];
         for host in &hosts {
             let used = left.min(slots);
             left -= used;
-            supervisors.push(supervisor(host, slots, used));
+            supervisors.push(fake_supervisor(host, slots, used));
         }
         self.storm().set_supervisors(supervisors);
     }
@@ -343,24 +321,5 @@ impl PoolEnv {
             .into_iter()
             .find(|c| c.type_ == type_)?;
         Some((c.status, c.reason))
-    }
-}
-
-/// A registered supervisor.
-pub fn supervisor(host: &str, slots: i32, used: i32) -> SupervisorSummary {
-    SupervisorSummary {
-        host: host.into(),
-        uptime_secs: 60,
-        num_workers: slots,
-        num_used_workers: used,
-        supervisor_id: format!("sup-{host}"),
-        version: Some("2.8.8".into()),
-        total_resources: None,
-        used_mem: None,
-        used_cpu: None,
-        fragmented_mem: None,
-        fragmented_cpu: None,
-        blacklisted: None,
-        used_generic_resources: None,
     }
 }
