@@ -31,11 +31,14 @@ pub fn test_context(
         concurrency: 2,
     };
     let clusters = Arc::new(Clusters::new(factory, collector, shutdown.child_token()));
+    // Settings gain fields over time; the ones a test does not care about keep their defaults.
+    #[allow(clippy::needless_update)]
     let settings = Settings {
         resync: Duration::from_millis(300),
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         max_data_age: Duration::from_secs(30),
+        ..Settings::default()
     };
     Arc::new(Context::new(
         sim.client(),
