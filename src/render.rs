@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::controller::cluster::{build, validate};
 use crate::controller::topology::build as topology_build;
-use crate::crd::{StormCluster, StormTopology};
+use crate::controller::worker_pool::build as pool_build;
+use crate::crd::{StormCluster, StormTopology, StormWorkerPool};
 
 /// Output format of `render`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -34,10 +35,11 @@ pub enum RenderError {
     },
 }
 
-/// Renders the children of every StormCluster and StormTopology (its submit Job and inline
-/// worker pool) in `input`, a YAML stream; StormWorkerPool documents are accepted and render
-/// nothing yet. A StormTopology needs its StormCluster (`spec.clusterRef`, same namespace) in the
-/// same stream. Objects without a namespace are put in `default_namespace`.
+/// Renders the children of every StormCluster, StormTopology (its submit Job and inline worker
+/// pool) and StormWorkerPool (standalone or inline: its supervisor Deployment and HPA) in `input`,
+/// a YAML stream. A StormTopology needs its StormCluster (`spec.clusterRef`, same namespace) in the
+/// same stream; a standalone StormWorkerPool needs its StormTopology and that topology's cluster.
+/// Objects without a namespace are put in `default_namespace`.
 pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<String, RenderError> {
     let mut docs: Vec<Value> =
         serde_saphyr::from_multiple(input).map_err(|e| RenderError::Parse(e.to_string()))?;
@@ -50,6 +52,11 @@ pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<St
     let clusters: Vec<StormCluster> = docs
         .iter()
         .filter(|d| d["kind"] == "StormCluster")
+        .filter_map(|d| serde_json::from_value(d.clone()).ok())
+        .collect();
+    let topologies: Vec<StormTopology> = docs
+        .iter()
+        .filter(|d| d["kind"] == "StormTopology")
         .filter_map(|d| serde_json::from_value(d.clone()).ok())
         .collect();
     let mut children: Vec<Value> = Vec::new();
@@ -99,9 +106,21 @@ pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<St
                 push(&mut children, &job);
                 if let Some(pool) = pool {
                     push(&mut children, &pool);
+                    render_pool(&mut children, &pool, &topology, &clusters).map_err(fail)?;
                 }
             }
-            "StormWorkerPool" => {}
+            "StormWorkerPool" => {
+                let pool: StormWorkerPool = serde_json::from_value(doc)
+                    .map_err(|e| fail(format!("not a valid StormWorkerPool: {e}")))?;
+                let topology = find(&topologies, &pool.spec.topology_ref.name, &pool).ok_or_else(|| {
+                    fail(format!(
+                        "StormWorkerPool {}: its StormTopology {} is not in the input; render them together",
+                        kube::ResourceExt::name_any(&pool),
+                        pool.spec.topology_ref.name
+                    ))
+                })?;
+                render_pool(&mut children, &pool, topology, &clusters).map_err(fail)?;
+            }
             other => {
                 return Err(fail(format!(
                     "kind {other:?} is not one of StormCluster, StormTopology, StormWorkerPool"
@@ -126,6 +145,53 @@ pub fn render(input: &str, default_namespace: &str, format: Format) -> Result<St
     })
 }
 
+/// The object of kind `K` named `name` in the namespace of `near`.
+fn find<'a, K: kube::ResourceExt, N: kube::ResourceExt>(
+    objects: &'a [K],
+    name: &str,
+    near: &N,
+) -> Option<&'a K> {
+    objects
+        .iter()
+        .find(|o| o.name_any() == name && o.namespace() == near.namespace())
+}
+
+/// The supervisor Deployment and HPA of `pool`, which runs `topology`.
+fn render_pool(
+    children: &mut Vec<Value>,
+    pool: &StormWorkerPool,
+    topology: &StormTopology,
+    clusters: &[StormCluster],
+) -> Result<(), String> {
+    use kube::ResourceExt;
+    let name = pool.name_any();
+    pool_build::validate(pool).map_err(|e| format!("StormWorkerPool {name}: {e}"))?;
+    let cluster_name = &topology.spec.cluster_ref.name;
+    let cluster = find(clusters, cluster_name, topology).ok_or_else(|| {
+        format!(
+            "StormWorkerPool {name}: the StormCluster {cluster_name} of its topology is not in the input; render them together"
+        )
+    })?;
+    match validate::validate(cluster)
+        .map_err(|e| format!("StormWorkerPool {name}: StormCluster {cluster_name}: {e}"))?
+    {
+        validate::ClusterPlan::Managed(plan) => {
+            let replicas = pool.spec.template.replicas;
+            push(
+                children,
+                &pool_build::deployment(pool, cluster, &plan, replicas),
+            );
+            if let Some(hpa) = pool_build::hpa(pool, cluster_name) {
+                push(children, &hpa);
+            }
+            Ok(())
+        }
+        validate::ClusterPlan::External { .. } => Err(format!(
+            "StormWorkerPool {name}: its StormCluster {cluster_name} is external; a worker pool needs a cluster the operator runs"
+        )),
+    }
+}
+
 /// The submit Job and inline pool of `topology`, with its cluster looked up in `clusters`.
 fn render_topology(
     topology: &StormTopology,
@@ -141,10 +207,7 @@ fn render_topology(
     let name = topology.name_any();
     let namespace = topology.namespace().unwrap_or_default();
     let cluster_name = &topology.spec.cluster_ref.name;
-    let cluster = clusters
-        .iter()
-        .find(|c| &c.name_any() == cluster_name && c.namespace().unwrap_or_default() == namespace)
-        .ok_or_else(|| {
+    let cluster = find(clusters, cluster_name, topology).ok_or_else(|| {
             format!(
                 "StormTopology {name}: its StormCluster {cluster_name} (namespace {namespace}) is not in the input; render them together"
             )

@@ -11,14 +11,10 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use storm_controller::clusters::{Clusters, NimbusFactory, NimbusTarget};
-use storm_controller::controller::{self, Context, Settings, cluster};
+use storm_controller::controller::{self, Context, cluster};
 use storm_controller::crd::StormCluster;
 use storm_controller::kubesim::KubeSim;
-use storm_controller::metrics::{BuildInfo, Metrics};
 use storm_controller::nimbus::fake::FakeNimbus;
-use storm_controller::nimbus::{Nimbus, NimbusConfig, ThriftNimbus};
-use storm_controller::stats::CollectorConfig;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "storm";
@@ -36,33 +32,13 @@ struct Env {
 async fn env() -> Env {
     let sim = KubeSim::start().await;
     let fake = FakeNimbus::start().await.unwrap();
-    let endpoint = fake.endpoint();
-    let factory: NimbusFactory = Arc::new(move |target: &NimbusTarget| {
-        let mut config = NimbusConfig::new(vec![endpoint.clone()]);
-        config.call_timeout = target.call_timeout.min(Duration::from_secs(2));
-        Ok(Arc::new(ThriftNimbus::new(config)?) as Arc<dyn Nimbus>)
-    });
     let shutdown = CancellationToken::new();
-    let collector = CollectorConfig {
-        poll_interval: Duration::from_millis(100),
-        concurrency: 2,
-    };
-    let clusters = Arc::new(Clusters::new(factory, collector, shutdown.child_token()));
-    let metrics = Arc::new(Metrics::new(&BuildInfo::current()));
-    let settings = Settings {
-        resync: Duration::from_millis(300),
-        backoff_base: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        max_data_age: Duration::from_secs(30),
-        ..Settings::default()
-    };
-    let ctx = Arc::new(Context::new(
-        sim.client(),
-        clusters,
-        metrics,
-        Some("test".into()),
-        settings,
-    ));
+    let ctx = support::controller_ctx::test_context(
+        &sim,
+        fake.endpoint(),
+        Duration::from_millis(100),
+        &shutdown,
+    );
     Env {
         sim,
         fake,

@@ -117,7 +117,15 @@ fn a_topology_renders_its_submit_job_and_pool_with_its_cluster() {
             "StormWorkerPool/wordcount".to_string()
         ]
     );
-    assert_eq!(kinds.len(), 10, "{kinds:?}");
+    assert_eq!(
+        kinds[2..4],
+        [
+            "Deployment/wordcount-pool".to_string(),
+            "HorizontalPodAutoscaler/wordcount".to_string()
+        ],
+        "the inline pool renders its supervisors and HPA"
+    );
+    assert_eq!(kinds.len(), 12, "{kinds:?}");
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
     let args = &docs[0]["spec"]["template"]["spec"]["containers"][0]["args"];
     assert_eq!(args[0], "storm");
@@ -153,4 +161,50 @@ fn a_topology_without_its_cluster_is_an_error_naming_the_cluster() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("StormCluster storm"), "{err}");
+}
+
+#[test]
+fn a_standalone_pool_renders_its_deployment_and_hpa_with_its_topology_and_cluster() {
+    let input = format!(
+        "{}\n---\n{}\n---\n{}",
+        sample("config/samples/stormworkerpool-standalone.yaml"),
+        sample("config/samples/stormtopology-image-jar.yaml"),
+        sample("config/samples/stormcluster-managed.yaml")
+    );
+    let out = render(&input, "default", Format::Yaml).unwrap();
+    let kinds = kinds(&out);
+    assert_eq!(
+        kinds[..2],
+        [
+            "Deployment/enrich-workers-pool".to_string(),
+            "HorizontalPodAutoscaler/enrich-workers".to_string()
+        ]
+    );
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+    assert_eq!(docs[0]["spec"]["replicas"], 4);
+    assert_eq!(
+        docs[0]["metadata"]["labels"]["storm.apache.org/topology"],
+        "enrich"
+    );
+    assert_eq!(docs[1]["spec"]["scaleTargetRef"]["kind"], "StormWorkerPool");
+    assert_eq!(docs[1]["apiVersion"], "autoscaling/v2");
+}
+
+#[test]
+fn a_pool_without_its_topology_or_on_an_external_cluster_is_an_error() {
+    let pool = sample("config/samples/stormworkerpool-standalone.yaml");
+    let err = render(&pool, "default", Format::Yaml).unwrap_err();
+    assert!(err.to_string().contains("StormTopology enrich"), "{err}");
+    let on_external = format!(
+        "{pool}\n---\n{}\n---\n{}",
+        sample("config/samples/stormtopology-image-jar.yaml")
+            .replace("name: storm", "name: legacy"),
+        sample("config/samples/stormcluster-external.yaml")
+    );
+    let err = render(&on_external, "default", Format::Yaml).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs a cluster the operator runs"),
+        "{err}"
+    );
 }

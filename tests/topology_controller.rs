@@ -15,17 +15,14 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use serde_json::json;
-use storm_controller::clusters::{Clusters, NimbusFactory, NimbusTarget};
 use storm_controller::controller::topology::{self, build};
 use storm_controller::controller::{self, Context, Settings};
 use storm_controller::crd::{StormCluster, StormTopology, StormWorkerPool};
 use storm_controller::kubesim::KubeSim;
-use storm_controller::metrics::{BuildInfo, Metrics};
 use storm_controller::nimbus::fake::{
     FakeComponent, FakeComponentStats, FakeNimbus, FakeTopology, Fault, FaultKind,
 };
 use storm_controller::nimbus::{Nimbus, NimbusConfig, ThriftNimbus};
-use storm_controller::stats::CollectorConfig;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "storm";
@@ -40,12 +37,8 @@ struct Env {
 
 fn settings() -> Settings {
     Settings {
-        resync: Duration::from_millis(300),
-        backoff_base: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        max_data_age: Duration::from_secs(30),
-        progress: Duration::from_millis(50),
         finalizer_timeout: Duration::from_secs(600),
+        ..support::controller_ctx::test_settings()
     }
 }
 
@@ -56,24 +49,13 @@ fn context(
     settings: Settings,
     shutdown: &CancellationToken,
 ) -> Arc<Context> {
-    let endpoint = fake.endpoint();
-    let factory: NimbusFactory = Arc::new(move |target: &NimbusTarget| {
-        let mut config = NimbusConfig::new(vec![endpoint.clone()]);
-        config.call_timeout = target.call_timeout.min(Duration::from_secs(2));
-        Ok(Arc::new(ThriftNimbus::new(config)?) as Arc<dyn Nimbus>)
-    });
-    let collector = CollectorConfig {
-        poll_interval: Duration::from_millis(100),
-        concurrency: 2,
-    };
-    let clusters = Arc::new(Clusters::new(factory, collector, shutdown.child_token()));
-    Arc::new(Context::new(
-        sim.client(),
-        clusters,
-        Arc::new(Metrics::new(&BuildInfo::current())),
-        Some("test".into()),
+    support::controller_ctx::context_with(
+        sim,
+        fake.endpoint(),
+        Duration::from_millis(100),
         settings,
-    ))
+        shutdown,
+    )
 }
 
 async fn env_with(settings: Settings) -> Env {
@@ -1092,4 +1074,36 @@ async fn a_standalone_pool_owns_the_worker_count() {
         Some(("False".into(), "AsExpected".into())),
         "fewer workers than spec.workers is the pool's business, not a degradation"
     );
+}
+
+#[tokio::test]
+async fn the_running_controllers_give_an_inline_pool_its_supervisors_and_hpa() {
+    let env = env().await;
+    let (_, leading) = tokio::sync::watch::channel(true);
+    let ctx = Arc::clone(&env.ctx);
+    let shutdown = env.shutdown.clone();
+    let task = tokio::spawn(async move { controller::run(ctx, leading, shutdown).await });
+    env.create(&topology_yaml(json!({"workerPool": {"replicas": 2,
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "metrics": [
+            {"type": "Storm", "storm": {"metric": "storm_topology_capacity", "value": "800m"}}]}}})))
+        .await;
+    support::fixtures::wait_until("the pool", || {
+        env.sim.get::<StormWorkerPool>(NS, NAME).is_some()
+    })
+    .await;
+    let pool: StormWorkerPool = env.sim.get(NS, NAME).unwrap();
+    let deployment = storm_controller::controller::worker_pool::build::deployment_name(&pool);
+    let hpa = storm_controller::controller::worker_pool::build::hpa_name(&pool);
+    support::fixtures::wait_until("the pool's Deployment and HPA", || {
+        env.sim
+            .get::<k8s_openapi::api::apps::v1::Deployment>(NS, &deployment)
+            .is_some()
+            && env
+                .sim
+                .get::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(NS, &hpa)
+                .is_some()
+    })
+    .await;
+    env.shutdown.cancel();
+    task.await.unwrap().unwrap();
 }

@@ -193,6 +193,48 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Writes `status` to `object`'s status subresource (server-side apply, the operator's field
+    /// manager) unless it equals the last status written for the object, or `cached` (the status
+    /// the watch cache has) when nothing was written recently: a steady state writes nothing.
+    pub async fn write_status<K, S>(
+        &self,
+        object: &K,
+        cached: Option<&S>,
+        status: S,
+    ) -> Result<(), Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+        S: serde::Serialize + serde::de::DeserializeOwned + Clone + PartialEq,
+    {
+        let meta = object.meta();
+        let uid = meta.uid.as_deref();
+        if self.written.previous(uid, cached).as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: kube::Api<K> = kube::Api::namespaced(
+            self.client.clone(),
+            meta.namespace.as_deref().unwrap_or_default(),
+        );
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            meta.name.as_deref().unwrap_or_default(),
+            &kube::api::PatchParams::apply(crate::crd::FIELD_MANAGER).force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await?;
+        self.written.record(uid, &status);
+        Ok(())
+    }
+}
+
 /// A reconcile failure. The category names the Event reason and the metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -10,6 +10,7 @@ pub mod context;
 pub mod labels;
 pub mod leader;
 pub mod topology;
+pub mod worker_pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use context::{Context, Error, Settings};
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{StormCluster, StormTopology, StormWorkerPool};
 
@@ -63,6 +67,7 @@ pub async fn run(
     check_crds(&ctx.client).await?;
     ctx.metrics.reconcile.declare(cluster::CONTROLLER);
     ctx.metrics.reconcile.declare(topology::CONTROLLER);
+    ctx.metrics.reconcile.declare(worker_pool::CONTROLLER);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -120,7 +125,7 @@ async fn run_controllers(ctx: Arc<Context>, term: CancellationToken) {
     let store = topologies.store();
     let topologies = topologies
         .owns(Api::<Job>::all(client.clone()), owned.clone())
-        .owns(Api::<StormWorkerPool>::all(client.clone()), owned)
+        .owns(Api::<StormWorkerPool>::all(client.clone()), owned.clone())
         // A StormCluster that appears or changes wakes the topologies that run on it.
         .watches(
             Api::<DeserializeGuard<StormCluster>>::all(client.clone()),
@@ -135,18 +140,60 @@ async fn run_controllers(ctx: Arc<Context>, term: CancellationToken) {
                         t.namespace() == namespace
                             && t.0.as_ref().is_ok_and(|t| t.spec.cluster_ref.name == name)
                     })
-                    .map(|t| kube::runtime::reflector::ObjectRef::from_obj(t.as_ref()))
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(term.cancelled_owned())
+        .graceful_shutdown_on(term.clone().cancelled_owned())
         .run(reconcile_topology, error_policy_topology, Arc::clone(&ctx))
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "stormtopology controller");
             }
         });
-    futures::join!(clusters, topologies);
+    let pools = Controller::new(
+        Api::<DeserializeGuard<StormWorkerPool>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let pool_store = pools.store();
+    let pool_pods = watcher::Config::default().labels(&format!(
+        "{MANAGED_SELECTOR},app.kubernetes.io/component={}",
+        labels::Component::WorkerPool.as_str()
+    ));
+    let pools = pools
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), owned)
+        // Supervisor pods becoming ready move a scale along.
+        .watches(Api::<Pod>::all(client.clone()), pool_pods, |pod: Pod| {
+            let pool = pod.labels().get(labels::POOL_LABEL)?.clone();
+            Some(ObjectRef::new(&pool).within(&pod.namespace()?))
+        })
+        // A topology change (new Storm id, status) wakes the pools that run it.
+        .watches(
+            Api::<DeserializeGuard<StormTopology>>::all(client.clone()),
+            watcher::Config::default(),
+            move |topology| {
+                let namespace = topology.namespace();
+                let name = topology.name_any();
+                pool_store
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.namespace() == namespace
+                            && p.0.as_ref().is_ok_and(|p| p.spec.topology_ref.name == name)
+                    })
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(term.clone().cancelled_owned())
+        .run(reconcile_pool, error_policy_pool, Arc::clone(&ctx))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "stormworkerpool controller");
+            }
+        });
+    futures::join!(clusters, topologies, pools);
     sweeper.abort();
 }
 
@@ -239,6 +286,13 @@ async fn reconcile_cluster(
     reconcile_guarded(object, ctx, cluster::CONTROLLER, cluster::reconcile).await
 }
 
+async fn reconcile_pool(
+    object: Arc<DeserializeGuard<StormWorkerPool>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    reconcile_guarded(object, ctx, worker_pool::CONTROLLER, worker_pool::reconcile).await
+}
+
 async fn reconcile_topology(
     object: Arc<DeserializeGuard<StormTopology>>,
     ctx: Arc<Context>,
@@ -268,6 +322,14 @@ fn error_policy_cluster(
     ctx: Arc<Context>,
 ) -> Action {
     error_policy(cluster::CONTROLLER, object.as_ref(), error, &ctx)
+}
+
+fn error_policy_pool(
+    object: Arc<DeserializeGuard<StormWorkerPool>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy(worker_pool::CONTROLLER, object.as_ref(), error, &ctx)
 }
 
 fn error_policy_topology(

@@ -370,9 +370,20 @@ pub struct StormWorkerPoolStatus {
     /// When the operator last rebalanced the topology for this pool (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rebalance_time: Option<String>,
-    /// Why: for example `ScaleUp 2->4`.
+    /// Why: for example `ScaleUp 2->4` (workers before and after).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rebalance_reason: Option<String>,
+    /// Workers the last rebalance asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rebalance_workers: Option<i32>,
+    /// Storm topology id the last rebalance went to (a resubmitted topology gets a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rebalance_topology_id: Option<String>,
+    /// Hosts of the pool's supervisors that the last rebalance favored
+    /// (`topology.scheduler.favored.nodes`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub placement_hosts: Vec<String>,
     /// Name of the generated HorizontalPodAutoscaler, when spec.autoscaling is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa_name: Option<String>,

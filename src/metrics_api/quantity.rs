@@ -92,9 +92,65 @@ pub fn format_quantity(value: f64) -> Option<String> {
     Some(out)
 }
 
+/// Parses a Kubernetes quantity (`500m`, `2`, `1.5Gi`, `4k`, `1e3`) into its value; `None` when
+/// it is not one. Binary suffixes are powers of 1024, decimal ones powers of 1000.
+pub fn parse_quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => 10f64.powi(exponent[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(number * factor).filter(|v| v.is_finite())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::format_quantity;
+    use super::{format_quantity, parse_quantity};
+
+    #[test]
+    fn parses_what_kubernetes_writes() {
+        let table: &[(&str, f64)] = &[
+            ("500m", 0.5),
+            ("2", 2.0),
+            ("1.5", 1.5),
+            ("4k", 4000.0),
+            ("2Gi", 2.0 * 1024.0 * 1024.0 * 1024.0),
+            ("512Mi", 512.0 * 1024.0 * 1024.0),
+            ("1e3", 1000.0),
+            ("800m", 0.8),
+        ];
+        for (text, want) in table {
+            let got = parse_quantity(text).unwrap_or_else(|| panic!("{text} parses"));
+            assert!(
+                (got - want).abs() < 1e-9 * want.abs().max(1.0),
+                "{text}: {got}"
+            );
+        }
+        assert_eq!(parse_quantity("two"), None);
+        assert_eq!(parse_quantity("1Xi"), None);
+        assert_eq!(parse_quantity(""), None);
+    }
 
     #[test]
     fn contract_table() {

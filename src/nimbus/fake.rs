@@ -434,6 +434,26 @@ pub fn empty_storm_topology() -> StormTopology {
     )
 }
 
+/// A registered supervisor at `host` with `slots` worker slots, `used` of them busy (id
+/// `sup-<host>`, up for a minute).
+pub fn fake_supervisor(host: &str, slots: i32, used: i32) -> SupervisorSummary {
+    SupervisorSummary {
+        host: host.into(),
+        uptime_secs: 60,
+        num_workers: slots,
+        num_used_workers: used,
+        supervisor_id: format!("sup-{host}"),
+        version: Some("2.8.8".into()),
+        total_resources: None,
+        used_mem: None,
+        used_cpu: None,
+        fragmented_mem: None,
+        fragmented_cpu: None,
+        blacklisted: None,
+        used_generic_resources: None,
+    }
+}
+
 /// The shared state of a fake Storm cluster; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct FakeCluster {
@@ -444,21 +464,10 @@ impl FakeCluster {
     /// An empty cluster with one supervisor of four slots.
     pub fn new() -> Self {
         let c = Self::default();
-        c.lock().supervisors = vec![SupervisorSummary {
-            host: "127.0.0.1".into(),
-            uptime_secs: 3600,
-            num_workers: 4,
-            num_used_workers: 0,
-            supervisor_id: "fake-supervisor-0".into(),
-            version: Some("2.8.8".into()),
-            total_resources: None,
-            used_mem: None,
-            used_cpu: None,
-            fragmented_mem: None,
-            fragmented_cpu: None,
-            blacklisted: None,
-            used_generic_resources: None,
-        }];
+        let mut supervisor = fake_supervisor("127.0.0.1", 4, 0);
+        supervisor.uptime_secs = 3600;
+        supervisor.supervisor_id = "fake-supervisor-0".into();
+        c.lock().supervisors = vec![supervisor];
         c
     }
 

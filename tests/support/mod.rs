@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod controller_ctx;
 pub mod fixtures;
 pub mod openapi;
+pub mod pool_env;
 pub mod tls;
 
 use std::path::PathBuf;

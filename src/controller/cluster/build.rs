@@ -158,6 +158,15 @@ pub fn short_hash(text: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Hash of the cluster's storm.yaml, as stamped on every pod template that mounts it (the
+/// cluster's own pods and its worker pools'), so that a change of storm.yaml rolls them all.
+pub fn config_hash(cluster: &StormCluster, plan: &Managed) -> String {
+    short_hash(&render_storm_yaml(&storm_config(
+        plan,
+        &cluster.spec.config,
+    )))
+}
+
 /// Builds every child of a managed cluster.
 pub fn build(cluster: &StormCluster, plan: &Managed) -> ClusterChildren {
     let storm_yaml = render_storm_yaml(&storm_config(plan, &cluster.spec.config));
@@ -327,63 +336,32 @@ impl Ctx<'_> {
 
     fn supervisors(&self) -> Deployment {
         let plan = self.plan;
-        let mut ports = vec![container_port("thrift", SUPERVISOR_THRIFT_PORT)];
-        ports.extend(
-            slot_ports(plan.supervisors.slots_per_supervisor)
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| container_port(&format!("slot-{i}"), p)),
-        );
-        let container = Container {
-            // Supervisors have no stable DNS name; workers reach each other by pod IP.
-            args: Some(vec![
-                "storm".into(),
-                "supervisor".into(),
-                "-c".into(),
-                "storm.local.hostname=$(POD_IP)".into(),
-            ]),
-            ports: Some(ports),
-            startup_probe: Some(tcp_probe(SUPERVISOR_THRIFT_PORT, 10, 30)),
-            readiness_probe: Some(tcp_probe(SUPERVISOR_THRIFT_PORT, 10, 3)),
-            liveness_probe: Some(tcp_probe(SUPERVISOR_THRIFT_PORT, 20, 6)),
-            volume_mounts: Some(vec![
-                mount("config", CONF_DIR, true),
-                mount("data", DATA_DIR, false),
-                mount("logs", LOG_DIR, false),
-            ]),
-            ..self.container("supervisor", &plan.supervisors.pod)
-        };
-        let affinity = Affinity {
-            pod_anti_affinity: Some(PodAntiAffinity {
-                preferred_during_scheduling_ignored_during_execution: Some(vec![
-                    WeightedPodAffinityTerm {
-                        weight: 100,
-                        pod_affinity_term: self.spread_term(Component::Supervisor),
-                    },
-                ]),
-                ..PodAntiAffinity::default()
-            }),
-            ..Affinity::default()
-        };
-        let volumes = vec![
-            config_volume(&plan.name),
-            empty_dir("data"),
-            empty_dir("logs"),
-        ];
-        // Workers get time to finish tuples and write their state before the pod goes.
-        let pod = self.pod_template(
-            Component::Supervisor,
+        let selector = self.selector(Component::Supervisor);
+        let container = supervisor_container(
+            self.cluster,
+            plan,
             &plan.supervisors.pod,
-            container,
-            affinity,
-            volumes,
-            60,
+            plan.supervisors.slots_per_supervisor,
+            Vec::new(),
+        );
+        // Workers get time to finish tuples and write their state before the pod goes.
+        let pod = pod_template(
+            self.cluster,
+            &plan.supervisors.pod,
+            PodParts {
+                labels: labels::labels(&plan.name, &plan.name, Component::Supervisor),
+                config_hash: self.config_hash,
+                container,
+                default_affinity: spread_across_nodes(&selector),
+                volumes: supervisor_volumes(&plan.name),
+                grace_seconds: 60,
+            },
         );
         Deployment {
             metadata: self.meta(names::supervisors(&plan.name), Component::Supervisor),
             spec: Some(DeploymentSpec {
                 replicas: Some(plan.supervisors.replicas),
-                selector: labels::label_selector(&self.selector(Component::Supervisor)),
+                selector: labels::label_selector(&selector),
                 template: pod,
                 ..DeploymentSpec::default()
             }),
@@ -474,26 +452,11 @@ impl Ctx<'_> {
     }
 
     fn container(&self, name: &str, pod: &PodSettings) -> Container {
-        Container {
-            name: name.into(),
-            image: Some(self.plan.image.clone()),
-            image_pull_policy: Some(self.cluster.spec.image_pull_policy.as_str().into()),
-            env: Some(vec![
-                field_env("POD_NAME", "metadata.name"),
-                field_env("POD_IP", "status.podIP"),
-            ]),
-            resources: pod.resources.clone(),
-            security_context: Some(container_security_context()),
-            ..Container::default()
-        }
+        storm_container(self.cluster, self.plan, name, pod)
     }
 
     fn spread_term(&self, component: Component) -> PodAffinityTerm {
-        PodAffinityTerm {
-            label_selector: Some(labels::label_selector(&self.selector(component))),
-            topology_key: "kubernetes.io/hostname".into(),
-            ..PodAffinityTerm::default()
-        }
+        spread_term(&self.selector(component))
     }
 
     fn pod_template(
@@ -505,35 +468,167 @@ impl Ctx<'_> {
         volumes: Vec<Volume>,
         grace_seconds: i64,
     ) -> PodTemplateSpec {
-        let mut pod_labels = settings.pod_labels.clone();
-        pod_labels.extend(labels::labels(&self.plan.name, &self.plan.name, component));
-        let mut annotations = settings.pod_annotations.clone();
-        annotations.insert(
-            labels::CONFIG_HASH_ANNOTATION.into(),
-            self.config_hash.into(),
-        );
-        let pull_secrets = &self.cluster.spec.image_pull_secrets;
-        let affinity = settings.affinity.clone().unwrap_or(default_affinity);
-        PodTemplateSpec {
-            metadata: Some(ObjectMeta {
-                labels: Some(pod_labels),
-                annotations: Some(annotations),
-                ..ObjectMeta::default()
-            }),
-            spec: Some(PodSpec {
-                containers: vec![container],
-                volumes: Some(volumes),
-                affinity: (affinity != Affinity::default()).then_some(affinity),
-                node_selector: non_empty_map(&settings.node_selector),
-                tolerations: non_empty(&settings.tolerations),
-                topology_spread_constraints: non_empty(&settings.topology_spread_constraints),
-                priority_class_name: settings.priority_class_name.clone(),
-                image_pull_secrets: non_empty::<LocalObjectReference>(pull_secrets),
-                termination_grace_period_seconds: Some(grace_seconds),
-                security_context: Some(pod_security_context()),
-                ..PodSpec::default()
-            }),
-        }
+        pod_template(
+            self.cluster,
+            settings,
+            PodParts {
+                labels: labels::labels(&self.plan.name, &self.plan.name, component),
+                config_hash: self.config_hash,
+                container,
+                default_affinity,
+                volumes,
+                grace_seconds,
+            },
+        )
+    }
+}
+
+/// A container running a Storm daemon with the cluster's image: pull policy, the `POD_NAME` and
+/// `POD_IP` variables, resources and the restricted security context.
+fn storm_container(
+    cluster: &StormCluster,
+    plan: &Managed,
+    name: &str,
+    pod: &PodSettings,
+) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(plan.image.clone()),
+        image_pull_policy: Some(cluster.spec.image_pull_policy.as_str().into()),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_IP", "status.podIP"),
+        ]),
+        resources: pod.resources.clone(),
+        security_context: Some(container_security_context()),
+        ..Container::default()
+    }
+}
+
+/// The `supervisor` container of a supervisor pod with `slots` worker ports: its host in Nimbus
+/// is the pod IP, storm.yaml comes from the cluster's ConfigMap, and each of `extra_conf`
+/// (`key=<JSON value>`) is passed as one more `-c` option, overriding storm.yaml.
+pub(crate) fn supervisor_container(
+    cluster: &StormCluster,
+    plan: &Managed,
+    pod: &PodSettings,
+    slots: i32,
+    extra_conf: Vec<String>,
+) -> Container {
+    let mut ports = vec![container_port("thrift", SUPERVISOR_THRIFT_PORT)];
+    ports.extend(
+        slot_ports(slots)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| container_port(&format!("slot-{i}"), p)),
+    );
+    // Supervisors have no stable DNS name; workers reach each other by pod IP.
+    let mut args: Vec<String> = vec![
+        "storm".into(),
+        "supervisor".into(),
+        "-c".into(),
+        "storm.local.hostname=$(POD_IP)".into(),
+    ];
+    for option in extra_conf {
+        args.push("-c".into());
+        args.push(option);
+    }
+    Container {
+        args: Some(args),
+        ports: Some(ports),
+        startup_probe: Some(tcp_probe(SUPERVISOR_THRIFT_PORT, 10, 30)),
+        readiness_probe: Some(tcp_probe(SUPERVISOR_THRIFT_PORT, 10, 3)),
+        liveness_probe: Some(tcp_probe(SUPERVISOR_THRIFT_PORT, 20, 6)),
+        volume_mounts: Some(vec![
+            mount("config", CONF_DIR, true),
+            mount("data", DATA_DIR, false),
+            mount("logs", LOG_DIR, false),
+        ]),
+        ..storm_container(cluster, plan, "supervisor", pod)
+    }
+}
+
+/// The volumes of a supervisor pod: the cluster's storm.yaml and scratch space for its data and
+/// logs.
+pub(crate) fn supervisor_volumes(cluster: &str) -> Vec<Volume> {
+    vec![config_volume(cluster), empty_dir("data"), empty_dir("logs")]
+}
+
+/// A preferred pod anti-affinity that spreads the pods matching `selector` across nodes.
+pub(crate) fn spread_across_nodes(selector: &BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: spread_term(selector),
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+fn spread_term(selector: &BTreeMap<String, String>) -> PodAffinityTerm {
+    PodAffinityTerm {
+        label_selector: Some(labels::label_selector(selector)),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..PodAffinityTerm::default()
+    }
+}
+
+/// What a pod template is made of besides the user's [`PodSettings`].
+pub(crate) struct PodParts<'a> {
+    /// Pod labels; they win over `settings.pod_labels`.
+    pub labels: BTreeMap<String, String>,
+    /// Hash of the storm.yaml the pod mounts.
+    pub config_hash: &'a str,
+    /// The one container.
+    pub container: Container,
+    /// Affinity when the settings have none.
+    pub default_affinity: Affinity,
+    /// Volumes.
+    pub volumes: Vec<Volume>,
+    /// `terminationGracePeriodSeconds`.
+    pub grace_seconds: i64,
+}
+
+/// A pod template of the cluster: the user's scheduling settings, labels and annotations, the
+/// config-hash annotation, the cluster's pull secrets and the restricted security context.
+pub(crate) fn pod_template(
+    cluster: &StormCluster,
+    settings: &PodSettings,
+    parts: PodParts<'_>,
+) -> PodTemplateSpec {
+    let mut pod_labels = settings.pod_labels.clone();
+    pod_labels.extend(parts.labels);
+    let mut annotations = settings.pod_annotations.clone();
+    annotations.insert(
+        labels::CONFIG_HASH_ANNOTATION.into(),
+        parts.config_hash.into(),
+    );
+    let pull_secrets = &cluster.spec.image_pull_secrets;
+    let affinity = settings.affinity.clone().unwrap_or(parts.default_affinity);
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![parts.container],
+            volumes: Some(parts.volumes),
+            affinity: (affinity != Affinity::default()).then_some(affinity),
+            node_selector: non_empty_map(&settings.node_selector),
+            tolerations: non_empty(&settings.tolerations),
+            topology_spread_constraints: non_empty(&settings.topology_spread_constraints),
+            priority_class_name: settings.priority_class_name.clone(),
+            image_pull_secrets: non_empty::<LocalObjectReference>(pull_secrets),
+            termination_grace_period_seconds: Some(parts.grace_seconds),
+            security_context: Some(pod_security_context()),
+            ..PodSpec::default()
+        }),
     }
 }
 

@@ -10,11 +10,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use crate::clusters::{ClusterKey, NimbusTarget};
 use crate::controller::apply::{self, Applied};
@@ -22,7 +20,7 @@ use crate::controller::context::{Context, Error};
 use crate::controller::labels::{self, Component};
 use crate::crd::cluster::condition;
 use crate::crd::common::condition_status::{FALSE, TRUE};
-use crate::crd::{FIELD_MANAGER, StormCluster, StormClusterStatus};
+use crate::crd::{StormCluster, StormClusterStatus};
 use validate::ClusterPlan;
 
 /// Name of this controller in metrics and logs.
@@ -230,30 +228,8 @@ async fn write_status(
     cluster: &StormCluster,
     status: StormClusterStatus,
 ) -> Result<(), Error> {
-    let uid = cluster.uid();
-    if ctx
-        .written
-        .previous(uid.as_deref(), cluster.status.as_ref())
-        .as_ref()
-        == Some(&status)
-    {
-        return Ok(());
-    }
-    let api: Api<StormCluster> =
-        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": "storm.apache.org/v1alpha1",
-        "kind": "StormCluster",
-        "status": status,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    ctx.written.record(uid.as_deref(), &status);
-    Ok(())
+    ctx.write_status(cluster, cluster.status.as_ref(), status)
+        .await
 }
 
 async fn report_invalid(
