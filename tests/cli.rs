@@ -61,6 +61,11 @@ fn run_without_a_cluster_says_so_and_exits_1() {
         log.iter().any(|l| l.contains("no Kubernetes cluster")),
         "{log:#?}"
     );
+    // It points a person without a cluster to the sandbox instead of starting one on its own.
+    assert!(
+        log.iter().any(|l| l.contains("storm-controller dev")),
+        "{log:#?}"
+    );
 }
 
 #[test]
