@@ -434,6 +434,25 @@ pub fn empty_storm_topology() -> StormTopology {
     )
 }
 
+/// Supervisor number `index` on 127.0.0.1 with `slots` worker slots, none used, up for an hour.
+pub fn fake_supervisor(index: usize, slots: i32) -> SupervisorSummary {
+    SupervisorSummary {
+        host: "127.0.0.1".into(),
+        uptime_secs: 3600,
+        num_workers: slots,
+        num_used_workers: 0,
+        supervisor_id: format!("fake-supervisor-{index}"),
+        version: Some("2.8.8".into()),
+        total_resources: None,
+        used_mem: None,
+        used_cpu: None,
+        fragmented_mem: None,
+        fragmented_cpu: None,
+        blacklisted: None,
+        used_generic_resources: None,
+    }
+}
+
 /// The shared state of a fake Storm cluster; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct FakeCluster {
@@ -444,21 +463,7 @@ impl FakeCluster {
     /// An empty cluster with one supervisor of four slots.
     pub fn new() -> Self {
         let c = Self::default();
-        c.lock().supervisors = vec![SupervisorSummary {
-            host: "127.0.0.1".into(),
-            uptime_secs: 3600,
-            num_workers: 4,
-            num_used_workers: 0,
-            supervisor_id: "fake-supervisor-0".into(),
-            version: Some("2.8.8".into()),
-            total_resources: None,
-            used_mem: None,
-            used_cpu: None,
-            fragmented_mem: None,
-            fragmented_cpu: None,
-            blacklisted: None,
-            used_generic_resources: None,
-        }];
+        c.lock().supervisors = vec![fake_supervisor(0, 4)];
         c
     }
 
@@ -621,15 +626,25 @@ pub struct FakeNimbus {
 impl FakeNimbus {
     /// Starts a node in a new cluster and makes it the leader.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// Starts a node in a new cluster on 127.0.0.1:`port` (0 picks a free one) and makes it the leader.
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
         let cluster = FakeCluster::new();
-        let n = Self::start_in(&cluster).await?;
+        let n = Self::start_in_on(&cluster, port).await?;
         cluster.set_leader(Some(&n.endpoint()));
         Ok(n)
     }
 
     /// Starts a node in `cluster`; it leads only if the cluster had no leader yet.
     pub async fn start_in(cluster: &FakeCluster) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_in_on(cluster, 0).await
+    }
+
+    /// [`FakeNimbus::start_in`] on 127.0.0.1:`port` (0 picks a free one).
+    pub async fn start_in_on(cluster: &FakeCluster, port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let endpoint = addr.to_string();
         {
