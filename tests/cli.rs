@@ -69,18 +69,6 @@ fn run_without_a_cluster_says_so_and_exits_1() {
 }
 
 #[test]
-fn dev_says_not_built_and_exits_2() {
-    let out = output(&["dev"]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("storm-controller dev: not built yet"),
-        "{stderr}"
-    );
-    assert!(out.stdout.is_empty(), "{out:?}");
-}
-
-#[test]
 fn nimbus_without_a_reachable_nimbus_fails_with_one_line_and_exit_1() {
     // A port nothing listens on: bind, learn the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
