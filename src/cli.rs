@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Exit code of a subcommand that is not built yet (and of usage errors, as clap uses it).
+/// Exit code of usage errors, as clap uses it (once also of subcommands that were not built yet).
 pub const EXIT_NOT_BUILT: u8 = 2;
 
 /// Kubernetes operator for Apache Storm, with an aggregated custom.metrics.k8s.io API server.
@@ -30,7 +30,9 @@ pub enum Command {
     Nimbus(crate::nimbus::cli::NimbusCommand),
     /// Print the Kubernetes objects the operator would create for the Storm objects in a file.
     Render(RenderArgs),
-    /// Embedded sandbox on 127.0.0.1 without a cluster (not built yet).
+    /// Run the operator against an embedded sandbox on 127.0.0.1, for a machine without a cluster:
+    /// an in-memory Kubernetes API, a fake Nimbus that plays the submit Jobs, a StormCluster and
+    /// sample StormTopology objects. Prints the addresses, a kubeconfig and commands to try.
     Dev(DevArgs),
 }
 
@@ -170,9 +172,28 @@ pub struct RenderArgs {
     pub namespace: String,
 }
 
-/// Arguments of `dev` (none yet).
+/// Arguments of `dev`.
 #[derive(Debug, Args)]
-pub struct DevArgs {}
+pub struct DevArgs {
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// First of four consecutive ports on 127.0.0.1: N the Kubernetes API, N+1 the fake Nimbus,
+    /// N+2 the admin server, N+3 the custom metrics API. 0 picks free ports (the banner prints them).
+    #[arg(long, env = "STORM_CONTROLLER_DEV_PORT_BASE", default_value_t = 0)]
+    pub port_base: u16,
+    /// Sample StormTopology objects to create: `wordcount`, `wordcount-2`, ... (at most 1000).
+    #[arg(long, env = "STORM_CONTROLLER_DEV_TOPOLOGIES", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub topologies: u16,
+    /// Stop after this long (e.g. `20s`, `5m`) instead of waiting for SIGINT/SIGTERM.
+    #[arg(long = "for", env = "STORM_CONTROLLER_DEV_FOR", value_parser = crate::nimbus::cli::parse_duration)]
+    pub run_for: Option<std::time::Duration>,
+    /// Write the kubeconfig of the sandbox here and keep it; by default it goes to a temporary
+    /// directory that is removed on exit.
+    #[arg(long, env = "STORM_CONTROLLER_DEV_KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
 
 impl Cli {
     /// Runs the parsed command and returns the process exit code.
@@ -192,7 +213,7 @@ impl Cli {
                 }
             },
             Command::Render(args) => render(&args),
-            Command::Dev(_) => not_built("dev"),
+            Command::Dev(args) => crate::dev::main(args),
         }
     }
 }
@@ -247,13 +268,6 @@ fn render(args: &RenderArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn not_built(subcommand: &str) -> ExitCode {
-    eprintln!(
-        "storm-controller {subcommand}: not built yet; this subcommand does nothing in this version"
-    );
-    ExitCode::from(EXIT_NOT_BUILT)
 }
 
 #[cfg(test)]
@@ -387,5 +401,32 @@ mod tests {
         assert_eq!(args.file, std::path::PathBuf::from("x.yaml"));
         assert_eq!(args.output, crate::render::Format::Json);
         assert_eq!(args.namespace, "default");
+    }
+
+    #[test]
+    fn dev_defaults_and_flags() {
+        let cli = Cli::try_parse_from(["storm-controller", "dev"]).unwrap();
+        let Command::Dev(args) = cli.command else {
+            panic!("expected dev, got {:?}", cli.command)
+        };
+        assert_eq!((args.port_base, args.topologies), (0, 1));
+        assert_eq!(args.run_for, None);
+        let cli = Cli::try_parse_from([
+            "storm-controller",
+            "dev",
+            "--port-base",
+            "7400",
+            "--topologies",
+            "3",
+            "--for",
+            "20s",
+        ])
+        .unwrap();
+        let Command::Dev(args) = cli.command else {
+            panic!("expected dev, got {:?}", cli.command)
+        };
+        assert_eq!((args.port_base, args.topologies), (7400, 3));
+        assert_eq!(args.run_for, Some(std::time::Duration::from_secs(20)));
+        assert!(Cli::try_parse_from(["storm-controller", "dev", "--topologies", "1001"]).is_err());
     }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod clusters;
 pub mod controller;
 pub mod crd;
+pub mod dev;
 pub mod kubesim;
 pub mod metrics;
 pub mod metrics_api;

@@ -1,15 +1,18 @@
 //! `storm-controller run`: the long-running process.
 //!
-//! Structure of [`run`]:
+//! Structure of [`run`] (signal handlers, then [`serve`], which `storm-controller dev` also calls with
+//! its sandbox's client and its own stop condition):
 //! 1. signal handlers, crypto provider, build info log, [`Metrics`], [`Readiness`];
 //! 2. the admin server, bound before anything else starts and stopped last, so probes answer during the drain;
 //! 3. the components (controllers, metrics API, Nimbus collector: added by later work), each a task in one
 //!    `JoinSet` that gets a child of the `shutdown` token and returns `anyhow::Result<()>`;
-//! 4. wait for SIGTERM/SIGINT or for a component (or the admin server) to end on its own;
+//! 4. wait for SIGTERM/SIGINT (the `stop` future of [`serve`]) or for a component (or the admin
+//!    server) to end on its own;
 //! 5. `/readyz` turns 503, `shutdown` is cancelled, components drain (bounded by [`DRAIN_TIMEOUT`]), then the
 //!    admin server stops. The exit code is 0 after a signal with a clean drain, 1 otherwise.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -63,6 +67,41 @@ pub fn main(args: RunArgs) -> ExitCode {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Installed first: a signal that arrives once the server answers must start a clean shutdown, not kill us.
     let mut signals = Signals::new().context("installing SIGTERM/SIGINT handlers")?;
+    serve(
+        args,
+        Embedding::default(),
+        async move { signals.recv().await },
+    )
+    .await
+}
+
+/// What [`serve`] takes from its caller instead of from the environment. [`run`] passes the default
+/// (infer the client, report nothing); the `dev` sandbox passes its in-memory API's client.
+#[derive(Default)]
+pub struct Embedding {
+    /// The Kubernetes client to use; `None` infers one (KUBECONFIG, `~/.kube/config`, in-cluster)
+    /// when a part that runs needs it.
+    pub client: Option<kube::Client>,
+    /// Told the address of each server once it listens (ports 0 pick free ones).
+    pub listening: Option<mpsc::UnboundedSender<Listening>>,
+}
+
+/// A server of [`serve`] that started listening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listening {
+    /// The plain-HTTP admin server (`/livez`, `/readyz`, `/metrics`).
+    Admin(SocketAddr),
+    /// The HTTPS custom metrics API.
+    MetricsApi(SocketAddr),
+}
+
+/// The body of [`run`]: serves until `stop` resolves (to the name of what stopped it, for the log),
+/// or until a component ends on its own, then drains. See the module docs for the steps.
+pub async fn serve(
+    args: RunArgs,
+    embedding: Embedding,
+    stop: impl Future<Output = &'static str>,
+) -> anyhow::Result<()> {
     install_crypto_provider();
 
     let build = BuildInfo::current();
@@ -85,6 +124,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         admin_stop.clone().cancelled_owned(),
     ));
     info!(address = %admin_address, "admin server listening");
+    if let Some(listening) = &embedding.listening {
+        let _ = listening.send(Listening::Admin(admin_address));
+    }
 
     let shutdown = CancellationToken::new();
     let mut components: JoinSet<ComponentResult> = JoinSet::new();
@@ -104,14 +146,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         (&args.collector).into(),
         shutdown.child_token(),
     ));
-    let client = if needs_kube {
-        Some(
-            kube::Client::try_default()
-                .await
-                .context("no Kubernetes cluster: set KUBECONFIG or run in a pod (or pass --no-controllers --no-metrics-api)")?,
-        )
-    } else {
-        None
+    let client = match (embedding.client, needs_kube) {
+        (Some(client), _) => Some(client),
+        (None, true) => Some(infer_client().await?),
+        (None, false) => None,
     };
     // Snapshot age and poll failures per cluster on /metrics, refreshed every few seconds.
     tokio::spawn({
@@ -150,14 +188,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             Arc::clone(&clusters),
             Arc::clone(&metrics),
+            embedding.listening.clone(),
             shutdown.child_token(),
         )?;
         components.spawn(named("metrics-api", api));
     }
 
     let mut failed = false;
+    tokio::pin!(stop);
     tokio::select! {
-        name = signals.recv() => info!(signal = name, "shutting down"),
+        name = &mut stop => info!(signal = name, "shutting down"),
         Some(joined) = components.join_next(), if !components.is_empty() => {
             failed = true;
             log_component_end(joined, "ended before shutdown");
@@ -252,6 +292,7 @@ fn metrics_api(
     client: Option<kube::Client>,
     clusters: Arc<crate::clusters::Clusters>,
     metrics: Arc<Metrics>,
+    listening: Option<mpsc::UnboundedSender<Listening>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
     use crate::metrics_api::{self as api, MetricsProvider};
@@ -332,12 +373,31 @@ fn metrics_api(
             .await
             .context("binding the metrics API")?;
         info!(address = %server.local_addr(), "metrics API listening");
+        if let Some(listening) = listening {
+            let _ = listening.send(Listening::MetricsApi(server.local_addr()));
+        }
         server
             .run(shutdown.cancelled_owned())
             .await
             .context("metrics API")?;
         Ok(())
     })
+}
+
+/// The client from KUBECONFIG, `~/.kube/config` or the pod's service account. Without any of them
+/// this fails and names `storm-controller dev`: the operator never falls back to the in-memory
+/// sandbox on its own, so a pod with a broken service account fails loudly instead of serving a
+/// fake cluster.
+async fn infer_client() -> anyhow::Result<kube::Client> {
+    match kube::Client::try_default().await {
+        Ok(client) => Ok(client),
+        Err(kube::Error::InferConfig(error)) => Err(anyhow::Error::new(error).context(
+            "no Kubernetes cluster: set KUBECONFIG or run in a pod; without a cluster, \
+             `storm-controller dev` runs the operator against an embedded sandbox \
+             (or pass --no-controllers --no-metrics-api)",
+        )),
+        Err(error) => Err(anyhow::Error::new(error).context("building the Kubernetes client")),
+    }
 }
 
 fn hostname() -> Option<String> {
@@ -408,13 +468,13 @@ fn install_crypto_provider() {
 }
 
 /// SIGTERM and SIGINT, registered together.
-struct Signals {
+pub(crate) struct Signals {
     term: Signal,
     int: Signal,
 }
 
 impl Signals {
-    fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
@@ -422,7 +482,7 @@ impl Signals {
     }
 
     /// Waits for the next SIGTERM or SIGINT and returns its name.
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",

@@ -1,4 +1,4 @@
-//! kubectl against the API double, as the `dev` sandbox will use it. Skipped when kubectl is not
+//! kubectl against the API double, as the `dev` sandbox uses it. Skipped when kubectl is not
 //! installed.
 
 use std::io::Write;

@@ -19,9 +19,7 @@ use storm_controller::controller::topology::{self, build};
 use storm_controller::controller::{self, Context, Settings};
 use storm_controller::crd::{StormCluster, StormTopology, StormWorkerPool};
 use storm_controller::kubesim::KubeSim;
-use storm_controller::nimbus::fake::{
-    FakeComponent, FakeComponentStats, FakeNimbus, FakeTopology, Fault, FaultKind,
-};
+use storm_controller::nimbus::fake::{FakeNimbus, FakeTopology, Fault, FaultKind};
 use storm_controller::nimbus::{Nimbus, NimbusConfig, ThriftNimbus};
 use tokio_util::sync::CancellationToken;
 
@@ -112,17 +110,6 @@ fn topology_yaml(extra: serde_json::Value) -> StormTopology {
     serde_json::from_value(value).unwrap()
 }
 
-fn stats() -> FakeComponentStats {
-    FakeComponentStats {
-        emitted: 60_000,
-        acked: 60_000,
-        complete_latency_ms: 12.0,
-        capacity: 0.4,
-        executed: 60_000,
-        ..FakeComponentStats::default()
-    }
-}
-
 impl Env {
     fn api(&self) -> Api<StormTopology> {
         Api::namespaced(self.sim.client(), NS)
@@ -200,38 +187,19 @@ impl Env {
 
     /// Plays the submit Job `job`: Storm gets the topology it submits, the Job completes.
     fn run_job(&self, job: &Job) {
-        let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        let submit = &spec.containers[0];
-        let storm_name = submit.env.as_ref().unwrap()[0].value.clone().unwrap();
-        let args = submit.args.as_ref().unwrap();
-        let conf = |key: &str| -> Option<serde_json::Value> {
-            args.iter()
-                .find_map(|a| a.strip_prefix(&format!("{key}=")))
-                .map(|v| serde_json::from_str(v).unwrap_or_else(|_| json!(v)))
-        };
-        let mut t = FakeTopology::new(&storm_name)
-            .with_spout("spout", FakeComponent::new(2, 4, stats()))
-            .with_bolt("split", FakeComponent::new(2, 8, stats()))
-            .with_conf("topology.version", conf("topology.version").unwrap())
-            .with_conf(build::OWNER_CONF_KEY, conf(build::OWNER_CONF_KEY).unwrap());
-        t.num_workers = conf("topology.workers").unwrap().as_i64().unwrap() as i32;
-        t.uptime_secs = 5;
-        static LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        t.id = format!("{storm_name}-{}-{}", 10 + n, 1_700_000_000 + n);
-        self.fake.cluster().put_topology(t);
-        self.finish_job(job, true);
+        storm_controller::dev::play_submit_job(&self.sim, &self.fake.cluster(), job).unwrap();
     }
 
+    /// Ends `job`: complete long ago (past the grace for its topology to appear), or failed.
     fn finish_job(&self, job: &Job, ok: bool) {
+        if ok {
+            let long_ago = "2026-01-01T00:00:00Z".parse().unwrap();
+            storm_controller::dev::complete_job(&self.sim, job, long_ago).unwrap();
+            return;
+        }
         let name = job.metadata.name.clone().unwrap();
-        let status = if ok {
-            json!({"succeeded": 1, "completionTime": "2026-01-01T00:00:00Z",
-                   "conditions": [{"type": "Complete", "status": "True"}]})
-        } else {
-            json!({"failed": 3, "conditions": [{"type": "Failed", "status": "True",
-                   "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]})
-        };
+        let status = json!({"failed": 3, "conditions": [{"type": "Failed", "status": "True",
+               "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
         self.sim.apply_status::<Job>(NS, &name, status).unwrap();
     }
 

@@ -630,15 +630,25 @@ pub struct FakeNimbus {
 impl FakeNimbus {
     /// Starts a node in a new cluster and makes it the leader.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// Starts a node in a new cluster on 127.0.0.1:`port` (0 picks a free one) and makes it the leader.
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
         let cluster = FakeCluster::new();
-        let n = Self::start_in(&cluster).await?;
+        let n = Self::start_in_on(&cluster, port).await?;
         cluster.set_leader(Some(&n.endpoint()));
         Ok(n)
     }
 
     /// Starts a node in `cluster`; it leads only if the cluster had no leader yet.
     pub async fn start_in(cluster: &FakeCluster) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_in_on(cluster, 0).await
+    }
+
+    /// [`FakeNimbus::start_in`] on 127.0.0.1:`port` (0 picks a free one).
+    pub async fn start_in_on(cluster: &FakeCluster, port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let endpoint = addr.to_string();
         {
