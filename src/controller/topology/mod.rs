@@ -68,7 +68,15 @@ pub async fn reconcile(topology: Arc<StormTopology>, ctx: Arc<Context>) -> Resul
         return finalize(&topology, &ctx).await;
     }
     if !has_finalizer(&topology) {
-        add_finalizer(&topology, &ctx).await?;
+        match add_finalizer(&topology, &ctx).await {
+            Ok(()) => {}
+            // The cache was behind a write (ours or a person's): look again once it caught up,
+            // without a Warning Event for what is no failure.
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 => {
+                return Ok(Action::requeue(ctx.settings.progress));
+            }
+            Err(e) => return Err(e),
+        }
     }
     let mut run = Run::new(&topology, &ctx);
     let action = run.reconcile().await;
