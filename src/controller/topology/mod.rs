@@ -979,7 +979,10 @@ impl<'a> Run<'a> {
         let running = metrics.map(|m| m.parallelism.clone()).unwrap_or_default();
         let mut change = self.shape(l, &running, self.has_inline_pool());
         if change.workers.is_some() && self.standalone_pool_exists().await? {
+            // The pool sizes the workers; recording spec.workers as asked keeps later
+            // reconciles from looking again.
             change.workers = None;
+            self.next.requested_workers = Some(spec.workers);
         }
         let mut degraded: Option<(&str, String)> = None;
         if let Some(activate) = change.activate {
@@ -1028,7 +1031,11 @@ impl<'a> Run<'a> {
             TopologyPhase::Running
         });
         let asked = self.next.requested_workers.unwrap_or(spec.workers);
-        if degraded.is_none() && !self.has_inline_pool() && l.workers < asked {
+        if degraded.is_none()
+            && !self.has_inline_pool()
+            && l.workers < asked
+            && !self.standalone_pool_exists().await?
+        {
             degraded = Some((
                 "MissingWorkers",
                 format!(
