@@ -32,7 +32,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::cli::{DevArgs, RunArgs};
 use crate::controller::labels::Component;
@@ -59,30 +59,8 @@ const SLOTS_PER_SUPERVISOR: i32 = 4;
 
 /// Entry point of `dev` from the CLI: logging, a tokio runtime, [`run`], and the exit code.
 pub fn main(args: DevArgs) -> ExitCode {
-    if let Err(error) = crate::telemetry::init(&args.log) {
-        eprintln!("storm-controller dev: {error:#}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            error!(%error, "cannot start the tokio runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => {
-            info!("storm-controller dev stopped");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            error!(error = format!("{error:#}"), "storm-controller dev failed");
-            ExitCode::FAILURE
-        }
-    }
+    let log = args.log.clone();
+    crate::run::entry_point("storm-controller dev", &log, move || run(args))
 }
 
 /// Ports of the sandbox's four servers; all 0 (free ports) unless `--port-base` is given.

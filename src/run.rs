@@ -37,8 +37,19 @@ type ComponentResult = (&'static str, anyhow::Result<()>);
 
 /// Entry point of `run` from the CLI: logging, a tokio runtime, [`run`], and the exit code.
 pub fn main(args: RunArgs) -> ExitCode {
-    if let Err(error) = crate::telemetry::init(&args.log) {
-        eprintln!("storm-controller run: {error:#}");
+    let log = args.log.clone();
+    entry_point("storm-controller", &log, move || run(args))
+}
+
+/// Initializes logging, runs the future `make` returns on a multi-threaded tokio runtime, and
+/// turns its outcome into the process exit code; `name` prefixes the messages.
+pub fn entry_point<F, Fut>(name: &str, log: &crate::cli::LogArgs, make: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if let Err(error) = crate::telemetry::init(log) {
+        eprintln!("{name}: {error:#}");
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -51,13 +62,13 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(make()) {
         Ok(()) => {
-            info!("storm-controller stopped");
+            info!("{name} stopped");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            error!(error = format!("{error:#}"), "storm-controller failed");
+            error!(error = format!("{error:#}"), "{name} failed");
             ExitCode::FAILURE
         }
     }

@@ -157,6 +157,15 @@ impl Env {
         panic!("not reached after {n} reconciles: {what}");
     }
 
+    /// A new operator process, with the object's status lost as well: only the cluster state
+    /// (Jobs, Nimbus) is left to go by.
+    fn restart_losing_status(&self) -> Arc<Context> {
+        self.sim
+            .apply_status::<StormTopology>(NS, NAME, json!(null))
+            .unwrap();
+        context(&self.sim, &self.fake, settings(), &self.shutdown)
+    }
+
     fn jobs(&self) -> Vec<Job> {
         self.sim.list::<Job>(Some(NS))
     }
@@ -758,10 +767,7 @@ async fn an_operator_restart_mid_submit_does_not_submit_twice() {
     env.reconcile().await.unwrap();
     assert_eq!(env.jobs().len(), 1);
     // A new process whose status was lost too.
-    let restarted = context(&env.sim, &env.fake, settings(), &env.shutdown);
-    env.sim
-        .apply_status::<StormTopology>(NS, NAME, json!(null))
-        .unwrap();
+    let restarted = env.restart_losing_status();
     for _ in 0..3 {
         env.reconcile_with(&restarted).await.unwrap();
     }
@@ -772,10 +778,7 @@ async fn an_operator_restart_mid_submit_does_not_submit_twice() {
     );
     env.run_job(&env.jobs()[0]);
     // And once more after the Job ran: Nimbus lists it, nothing new is created.
-    let again = context(&env.sim, &env.fake, settings(), &env.shutdown);
-    env.sim
-        .apply_status::<StormTopology>(NS, NAME, json!(null))
-        .unwrap();
+    let again = env.restart_losing_status();
     env.reconcile_with(&again).await.unwrap();
     assert_eq!(env.jobs().len(), 1);
     assert_eq!(env.status().phase, Some(TopologyPhase::Running));
@@ -802,10 +805,7 @@ async fn an_operator_restart_mid_update_kills_nothing_wrong() {
         .cluster()
         .update_topology("wc-green", |t| t.num_workers = 0);
     // Restart with the status lost, while both versions run and the new one has no workers.
-    let restarted = context(&env.sim, &env.fake, settings(), &env.shutdown);
-    env.sim
-        .apply_status::<StormTopology>(NS, NAME, json!(null))
-        .unwrap();
+    let restarted = env.restart_losing_status();
     for _ in 0..3 {
         env.reconcile_with(&restarted).await.unwrap();
     }
@@ -836,10 +836,7 @@ async fn an_operator_restart_mid_recreate_resubmits_once() {
     env.patch_spec(json!({"version": "2.0.0"})).await;
     env.reconcile().await.unwrap();
     assert_eq!(env.fake.call_count("killTopologyWithOpts"), 1);
-    let restarted = context(&env.sim, &env.fake, settings(), &env.shutdown);
-    env.sim
-        .apply_status::<StormTopology>(NS, NAME, json!(null))
-        .unwrap();
+    let restarted = env.restart_losing_status();
     for _ in 0..60 {
         env.reconcile_with(&restarted).await.unwrap();
         if env.jobs().len() == 2 {

@@ -99,10 +99,50 @@ fn api(ctx: &Context, topology: &StormTopology) -> Api<StormTopology> {
 }
 
 /// Adds the finalizer before anything reaches Storm, so that a delete always kills what was
-/// submitted. The resourceVersion makes the write fail rather than drop a concurrent change.
+/// submitted.
 async fn add_finalizer(topology: &StormTopology, ctx: &Context) -> Result<(), Error> {
-    let mut finalizers = topology.finalizers().to_vec();
-    finalizers.push(TOPOLOGY_FINALIZER.to_string());
+    let mut finalizers: Vec<&str> = topology.finalizers().iter().map(String::as_str).collect();
+    finalizers.push(TOPOLOGY_FINALIZER);
+    set_finalizers(topology, ctx, &finalizers).await
+}
+
+/// Publishes `note` as a Warning (`reason`) or, without one, nothing, then removes the finalizer:
+/// the delete goes through.
+async fn release(
+    topology: &StormTopology,
+    ctx: &Context,
+    warning: Option<(&str, String)>,
+) -> Result<Action, Error> {
+    if let Some((reason, note)) = warning {
+        ctx.event(
+            &topology.object_ref(&()),
+            EventType::Warning,
+            reason,
+            "Delete",
+            note,
+        )
+        .await;
+    }
+    let finalizers: Vec<&str> = topology
+        .finalizers()
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != TOPOLOGY_FINALIZER)
+        .collect();
+    match set_finalizers(topology, ctx, &finalizers).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the finalizer list; the resourceVersion makes the write fail rather than drop a
+/// concurrent change.
+async fn set_finalizers(
+    topology: &StormTopology,
+    ctx: &Context,
+    finalizers: &[&str],
+) -> Result<(), Error> {
     let patch = json!({"metadata": {
         "finalizers": finalizers,
         "resourceVersion": topology.resource_version(),
@@ -115,30 +155,6 @@ async fn add_finalizer(topology: &StormTopology, ctx: &Context) -> Result<(), Er
         )
         .await?;
     Ok(())
-}
-
-async fn remove_finalizer(topology: &StormTopology, ctx: &Context) -> Result<(), Error> {
-    let finalizers: Vec<&String> = topology
-        .finalizers()
-        .iter()
-        .filter(|f| *f != TOPOLOGY_FINALIZER)
-        .collect();
-    let patch = json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": topology.resource_version(),
-    }});
-    match api(ctx, topology)
-        .patch(
-            &topology.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Lists what Nimbus has under the topology's two Storm names.
@@ -180,18 +196,10 @@ async fn finalize(topology: &StormTopology, ctx: &Context) -> Result<Action, Err
     let cluster: Option<StormCluster> =
         apply::get_opt(&ctx.client, &namespace, cluster_name).await?;
     let Some(cluster) = cluster else {
-        ctx.event(
-            &reference,
-            EventType::Warning,
-            "ClusterGone",
-            "Delete",
-            format!(
-                "StormCluster {cluster_name} no longer exists: nothing to kill the topology in; if that Storm cluster still runs it, kill it there"
-            ),
-        )
-        .await;
-        remove_finalizer(topology, ctx).await?;
-        return Ok(Action::await_change());
+        let note = format!(
+            "StormCluster {cluster_name} no longer exists: nothing to kill the topology in; if that Storm cluster still runs it, kill it there"
+        );
+        return release(topology, ctx, Some(("ClusterGone", note))).await;
     };
 
     // A Job still running could submit after the kill: delete the Jobs first (foreground, so
@@ -237,18 +245,10 @@ async fn finalize(topology: &StormTopology, ctx: &Context) -> Result<Action, Err
     let (connection, listed) = match listed {
         Ok(found) => found,
         Err(why) if give_up => {
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                "FinalizerReleased",
-                "Delete",
-                format!(
-                    "Storm cluster unreachable for {deleting_for} s ({why}): the finalizer is released; the topology may still run in Storm"
-                ),
-            )
-            .await;
-            remove_finalizer(topology, ctx).await?;
-            return Ok(Action::await_change());
+            let note = format!(
+                "Storm cluster unreachable for {deleting_for} s ({why}): the finalizer is released; the topology may still run in Storm"
+            );
+            return release(topology, ctx, Some(("FinalizerReleased", note))).await;
         }
         Err(why) => {
             let mut run = Run::new(topology, ctx);
@@ -298,8 +298,7 @@ async fn finalize(topology: &StormTopology, ctx: &Context) -> Result<Action, Err
             format!("{primary} is no longer in Storm"),
         )
         .await;
-        remove_finalizer(topology, ctx).await?;
-        return Ok(Action::await_change());
+        return release(topology, ctx, None).await;
     }
     let mut run = Run::new(topology, ctx);
     run.phase = Some(TopologyPhase::Killing);
