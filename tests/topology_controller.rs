@@ -166,6 +166,14 @@ impl Env {
         context(&self.sim, &self.fake, settings(), &self.shutdown)
     }
 
+    /// Runs all controllers, leading from the start, until the test cancels `shutdown`.
+    fn start_controllers(&self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let (_, leading) = tokio::sync::watch::channel(true);
+        let ctx = Arc::clone(&self.ctx);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move { controller::run(ctx, leading, shutdown).await })
+    }
+
     fn jobs(&self) -> Vec<Job> {
         self.sim.list::<Job>(Some(NS))
     }
@@ -981,10 +989,7 @@ async fn a_steady_state_makes_no_writes_and_no_nimbus_calls_of_its_own() {
 #[tokio::test]
 async fn the_running_controller_submits_and_reports() {
     let env = env().await;
-    let (_, leading) = tokio::sync::watch::channel(true);
-    let ctx = Arc::clone(&env.ctx);
-    let shutdown = env.shutdown.clone();
-    let task = tokio::spawn(async move { controller::run(ctx, leading, shutdown).await });
+    let task = env.start_controllers();
     env.create(&topology_yaml(json!({}))).await;
     support::fixtures::wait_until("a submit Job", || !env.jobs().is_empty()).await;
     env.run_job(&env.jobs()[0]);
@@ -1048,10 +1053,7 @@ async fn a_standalone_pool_owns_the_worker_count() {
 #[tokio::test]
 async fn the_running_controllers_give_an_inline_pool_its_supervisors_and_hpa() {
     let env = env().await;
-    let (_, leading) = tokio::sync::watch::channel(true);
-    let ctx = Arc::clone(&env.ctx);
-    let shutdown = env.shutdown.clone();
-    let task = tokio::spawn(async move { controller::run(ctx, leading, shutdown).await });
+    let task = env.start_controllers();
     env.create(&topology_yaml(json!({"workerPool": {"replicas": 2,
         "autoscaling": {"minReplicas": 1, "maxReplicas": 4, "metrics": [
             {"type": "Storm", "storm": {"metric": "storm_topology_capacity", "value": "800m"}}]}}})))

@@ -374,17 +374,36 @@ impl<'a> Run<'a> {
             .map(|c| (c.status.clone(), c.reason.clone()))
     }
 
+    /// Sets a condition and publishes it as a Warning Event, but only when the condition was
+    /// not already at that status and reason: a lasting problem is one Event, not one per
+    /// reconcile.
+    async fn warn_once(
+        &mut self,
+        type_: &'static str,
+        status: &'static str,
+        reason: &str,
+        action: &str,
+        message: String,
+    ) {
+        if self.previous_reason(type_) != Some((status.to_string(), reason.to_string())) {
+            self.event(EventType::Warning, reason, action, message.clone())
+                .await;
+        }
+        self.set(type_, status, reason, message);
+    }
+
     /// A failure that stays until the spec or the world changes: a condition, and an Event
     /// only when the reason is new.
     async fn fail(&mut self, reason: &str, message: String) {
         self.phase = Some(TopologyPhase::Failed);
-        if self.previous_reason(condition::SUBMITTED)
-            != Some((FALSE.to_string(), reason.to_string()))
-        {
-            self.event(EventType::Warning, reason, "Submit", message.clone())
-                .await;
-        }
-        self.submitted(FALSE, reason, message.clone());
+        self.warn_once(
+            condition::SUBMITTED,
+            FALSE,
+            reason,
+            "Submit",
+            message.clone(),
+        )
+        .await;
         self.ready(FALSE, reason, message);
     }
 
@@ -463,18 +482,14 @@ impl<'a> Run<'a> {
                 }
                 Err(e) => {
                     let message = format!("Nimbus of StormCluster {cluster_name}: {e}");
-                    if self.previous_reason(condition::READY)
-                        != Some((UNKNOWN.to_string(), "NimbusUnreachable".to_string()))
-                    {
-                        self.event(
-                            EventType::Warning,
-                            "NimbusUnreachable",
-                            "Observe",
-                            message.clone(),
-                        )
-                        .await;
-                    }
-                    self.ready(UNKNOWN, "NimbusUnreachable", message);
+                    self.warn_once(
+                        condition::READY,
+                        UNKNOWN,
+                        "NimbusUnreachable",
+                        "Observe",
+                        message,
+                    )
+                    .await;
                     if self.phase.is_none() {
                         self.phase = Some(TopologyPhase::Pending);
                     }
@@ -1075,13 +1090,8 @@ impl<'a> Run<'a> {
         }
         match degraded {
             Some((reason, message)) => {
-                if self.previous_reason(condition::DEGRADED)
-                    != Some((TRUE.to_string(), reason.to_string()))
-                {
-                    self.event(EventType::Warning, reason, "Observe", message.clone())
-                        .await;
-                }
-                self.degraded(TRUE, reason, message);
+                self.warn_once(condition::DEGRADED, TRUE, reason, "Observe", message)
+                    .await;
             }
             None => self.degraded(FALSE, "AsExpected", "the topology runs as asked"),
         }
