@@ -31,13 +31,63 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
-/// Whether applying `desired` over `live` would change anything we own. Metadata that the API
-/// server manages (uid, resourceVersion, timestamps, managedFields) is not compared.
+/// Annotation with a hash of everything the operator last applied to an object. A field the
+/// operator stops setting is invisible to [`is_subset`] (the live object still has it); the hash
+/// changes, so the apply goes out and server-side apply removes the field.
+pub const APPLIED_HASH_ANNOTATION: &str = "storm.apache.org/applied-hash";
+
+/// JSON with object keys sorted at every level, whatever map type serde_json uses.
+pub fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let sorted: std::collections::BTreeMap<&String, String> =
+                map.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            let entries: Vec<String> = sorted
+                .into_iter()
+                .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+                .collect();
+            format!("{{{}}}", entries.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `desired` as JSON with [`APPLIED_HASH_ANNOTATION`] set to the hash of the rest of it.
+pub fn stamped<K: Serialize>(desired: &K) -> Value {
+    let mut value = serde_json::to_value(desired).unwrap_or(Value::Null);
+    if let Some(annotations) = value
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(APPLIED_HASH_ANNOTATION);
+    }
+    let hash = crate::controller::cluster::build::short_hash(&canonical_json(&value));
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = metadata
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !annotations.is_object() {
+            *annotations = Value::Object(serde_json::Map::new());
+        }
+        if let Some(map) = annotations.as_object_mut() {
+            map.insert(APPLIED_HASH_ANNOTATION.into(), Value::String(hash));
+        }
+    }
+    value
+}
+
+/// Whether applying `desired` over `live` would change anything we own: a field of ours that
+/// differs, or a change in what we apply (the hash annotation). Metadata that the API server
+/// manages (uid, resourceVersion, timestamps, managedFields) is not compared.
 pub fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
     let Some(live) = live else {
         return true;
     };
-    let desired = serde_json::to_value(desired).unwrap_or(Value::Null);
+    let desired = stamped(desired);
     let live = serde_json::to_value(live).unwrap_or(Value::Null);
     !is_subset(&desired, &live)
 }
@@ -71,8 +121,12 @@ where
     let ns = desired.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&desired.name_any(), &params, &Patch::Apply(desired))
-        .await?;
+    api.patch(
+        &desired.name_any(),
+        &params,
+        &Patch::Apply(stamped(desired)),
+    )
+    .await?;
     Ok(Applied::Written)
 }
 
@@ -173,11 +227,38 @@ mod tests {
         cm.metadata.name = Some("c".into());
         cm.data = Some([("k".to_string(), "v".to_string())].into());
         assert!(needs_apply(&cm, None));
-        let mut live = cm.clone();
+        // What the API server stores after the apply: the stamped object plus its own fields.
+        let mut live: ConfigMap = serde_json::from_value(stamped(&cm)).unwrap();
         live.metadata.resource_version = Some("7".into());
         live.metadata.uid = Some("u".into());
         assert!(!needs_apply(&cm, Some(&live)));
         live.data = Some([("k".to_string(), "other".to_string())].into());
         assert!(needs_apply(&cm, Some(&live)));
+    }
+
+    #[test]
+    fn a_field_we_stop_setting_is_applied_away() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("c".into());
+        cm.data = Some(
+            [
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "2".to_string()),
+            ]
+            .into(),
+        );
+        let live: ConfigMap = serde_json::from_value(stamped(&cm)).unwrap();
+        assert!(!needs_apply(&cm, Some(&live)));
+        cm.data = Some([("a".to_string(), "1".to_string())].into());
+        assert!(
+            needs_apply(&cm, Some(&live)),
+            "the live object still has b, yet the apply must go out to remove it"
+        );
+        assert_eq!(
+            stamped(&cm)["metadata"]["annotations"][APPLIED_HASH_ANNOTATION],
+            stamped(&cm.clone())["metadata"]["annotations"][APPLIED_HASH_ANNOTATION],
+            "the hash is a function of the object"
+        );
     }
 }

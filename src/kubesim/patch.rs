@@ -149,10 +149,15 @@ pub fn prune(target: &mut Value, old: &Value, new: &Value) {
         };
         let container = old_sub.as_object().is_some_and(|m| !m.is_empty());
         match new.get(fk) {
-            // A map the manager no longer applies loses only the keys it owned.
+            // A map the manager no longer applies loses only the keys it owned, and goes
+            // with them when nothing else is left in it (as a real apiserver removes a field
+            // nobody owns any more).
             None if container => {
                 if let Some(t_sub) = t.get_mut(k) {
                     prune(t_sub, old_sub, &Value::Object(serde_json::Map::new()));
+                    if t_sub.as_object().is_some_and(serde_json::Map::is_empty) {
+                        t.remove(k);
+                    }
                 }
             }
             None => {
@@ -171,6 +176,19 @@ pub fn prune(target: &mut Value, old: &Value, new: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_map_left_empty_by_pruning_goes_with_its_keys() {
+        let applied = json!({"spec": {"autoscaling": {"min": 1, "max": 4}, "replicas": 2}});
+        let mut live = json!({"spec": {"autoscaling": {"min": 1, "max": 4}, "replicas": 3}});
+        let old = field_set(&applied);
+        prune(&mut live, &old, &field_set(&json!({"spec": {"replicas": 2}})));
+        assert_eq!(live, json!({"spec": {"replicas": 3}}));
+        // A map that still holds keys of another manager stays.
+        let mut live = json!({"spec": {"autoscaling": {"min": 1, "max": 4, "other": true}}});
+        prune(&mut live, &old, &field_set(&json!({"spec": {"replicas": 2}})));
+        assert_eq!(live, json!({"spec": {"autoscaling": {"other": true}}}));
+    }
 
     #[test]
     fn apply_prunes_what_the_manager_stopped_applying() {

@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::controller::apply::canonical_json;
 use crate::controller::cluster::build::{
     NIMBUS_PORT, container_security_context, nimbus_seeds, pod_security_context, short_hash,
 };
@@ -88,26 +89,6 @@ pub fn desired_version(topology: &StormTopology) -> String {
         "config": spec.config,
     });
     format!("h{}", short_hash(&canonical_json(&submitted)))
-}
-
-/// JSON with object keys sorted at every level, whatever map type serde_json uses.
-fn canonical_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, String> =
-                map.iter().map(|(k, v)| (k, canonical_json(v))).collect();
-            let entries: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
-                .collect();
-            format!("{{{}}}", entries.join(","))
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(canonical_json).collect();
-            format!("[{}]", items.join(","))
-        }
-        other => other.to_string(),
-    }
 }
 
 /// The name of the Job that submits `version` of `topology` under `storm_name`:

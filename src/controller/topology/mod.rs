@@ -700,9 +700,14 @@ impl<'a> Run<'a> {
             );
             return Ok(None);
         }
-        let mut desired = serde_json::to_value(&pool).unwrap_or(Value::Null);
-        if pool.spec.template.autoscaling.is_some()
-            && let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
+        let mut desired = pool.clone();
+        let scaled_by_hpa = pool.spec.template.autoscaling.is_some();
+        if scaled_by_hpa {
+            // Hashed without the replicas, which belong to the HPA.
+            desired.spec.template.replicas = 0;
+        }
+        let mut desired = apply::stamped(&desired);
+        if scaled_by_hpa && let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
         {
             spec.remove("replicas");
         }
