@@ -2,8 +2,8 @@
 # End to end on a real Kubernetes cluster (kind):
 #   1. create (or reuse) the kind cluster `storm-e2e`, with its own kubeconfig file;
 #   2. build the operator image from hack/Dockerfile and `kind load` it;
-#   3. install crds/, apiservice/, config/rbac/ and config/deploy/operator.yaml; wait for the
-#      Deployment and the custom.metrics.k8s.io APIService;
+#   3. install crds/, config/rbac/, apiservice/ and config/deploy/operator.yaml; wait for the
+#      Deployment, then register the custom.metrics.k8s.io APIService and wait for it;
 #   4. run ZooKeeper and the StormCluster of hack/e2e/ and wait for Available;
 #   5. submit storm-starter's StatefulTopology (hack/e2e/stormtopology.yaml), wait for phase Running,
 #      check that Nimbus lists it, and read storm_topology_acked_per_second through
@@ -228,7 +228,8 @@ if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
 else
   node_image=()
   if [[ -n "${STORM_E2E_NODE_IMAGE:-}" ]]; then node_image=(--image "$STORM_E2E_NODE_IMAGE"); fi
-  kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait "$(bound 180)s" "${node_image[@]}"
+  # ${a[@]+"${a[@]}"}: an empty array under set -u, also in macOS's bash 3.2.
+  kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait "$(bound 180)s" ${node_image[@]+"${node_image[@]}"}
 fi
 k version
 k wait --for=condition=Ready nodes --all --timeout="$(bound 180)s"
@@ -249,12 +250,14 @@ k wait --for=condition=Established crd/stormclusters.storm.apache.org crd/stormt
   crd/stormworkerpools.storm.apache.org --timeout="$(bound 60)s"
 # The ServiceAccount and Roles live in the operator's namespace: create it before them.
 k get namespace "$OPERATOR_NS" >/dev/null 2>&1 || k create namespace "$OPERATOR_NS"
-k apply --server-side -f apiservice/ -f config/rbac/
+k apply --server-side -f apiservice/rbac.yaml -f apiservice/service.yaml -f config/rbac/
 k apply --server-side -f config/deploy/operator.yaml
 if [[ "$IMAGE" != storm-controller:dev ]]; then
   k -n "$OPERATOR_NS" set image "deployment/$OPERATOR" "storm-controller=$IMAGE"
 fi
 k -n "$OPERATOR_NS" rollout status "deployment/$OPERATOR" --timeout="$(bound 240)s"
+# Registered once pods serve it: an APIService without endpoints breaks discovery for every client.
+k apply --server-side -f apiservice/apiservice.yaml
 k wait --for=condition=Available apiservice/v1beta2.custom.metrics.k8s.io --timeout="$(bound 120)s"
 wait_until "$(bound 60)" "a leader in Lease $OPERATOR_NS/storm-controller" \
   k -n "$OPERATOR_NS" get lease storm-controller -o 'jsonpath={.spec.holderIdentity}{"\n"}' --allow-missing-template-keys=false
