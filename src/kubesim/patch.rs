@@ -182,11 +182,19 @@ mod tests {
         let applied = json!({"spec": {"autoscaling": {"min": 1, "max": 4}, "replicas": 2}});
         let mut live = json!({"spec": {"autoscaling": {"min": 1, "max": 4}, "replicas": 3}});
         let old = field_set(&applied);
-        prune(&mut live, &old, &field_set(&json!({"spec": {"replicas": 2}})));
+        prune(
+            &mut live,
+            &old,
+            &field_set(&json!({"spec": {"replicas": 2}})),
+        );
         assert_eq!(live, json!({"spec": {"replicas": 3}}));
         // A map that still holds keys of another manager stays.
         let mut live = json!({"spec": {"autoscaling": {"min": 1, "max": 4, "other": true}}});
-        prune(&mut live, &old, &field_set(&json!({"spec": {"replicas": 2}})));
+        prune(
+            &mut live,
+            &old,
+            &field_set(&json!({"spec": {"replicas": 2}})),
+        );
         assert_eq!(live, json!({"spec": {"autoscaling": {"other": true}}}));
     }
 
