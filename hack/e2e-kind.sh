@@ -2,7 +2,7 @@
 # End to end on a real Kubernetes cluster (kind):
 #   1. create (or reuse) the kind cluster `storm-e2e`, with its own kubeconfig file;
 #   2. build the operator image from hack/Dockerfile and `kind load` it;
-#   3. install crds/, config/rbac/, apiservice/ and config/deploy/operator.yaml; wait for the
+#   3. install crds/, charts/manifests/, apiservice/ and charts/manifests/operator.yaml; wait for the
 #      Deployment, then register the custom.metrics.k8s.io APIService and wait for it;
 #   4. run ZooKeeper and the StormCluster of hack/e2e/ and wait for Available;
 #   5. submit storm-starter's StatefulTopology (hack/e2e/stormtopology.yaml), wait for phase Running,
@@ -23,7 +23,7 @@
 # Needs docker, kind and kubectl on PATH (kubectl falls back to `hack/tools.sh install kubectl`), and cargo
 # for step 6. Environment:
 #   STORM_E2E_KIND_CLUSTER  kind cluster name (default storm-e2e)
-#   STORM_E2E_IMAGE         operator image tag (default storm-controller:dev, what config/deploy/ runs)
+#   STORM_E2E_IMAGE         operator image tag (default storm-controller:dev, what charts/manifests/ runs)
 #   STORM_E2E_NODE_IMAGE    kind node image, e.g. kindest/node:v1.33.1 (default: kind's own default)
 #   STORM_E2E_ARTIFACTS     directory for `kind export logs` on failure (default: none)
 #   STORM_E2E_TIMEOUT_SCALE multiply every wait bound (default 1; slow machines: 2)
@@ -53,7 +53,7 @@ done
 CLUSTER="${STORM_E2E_KIND_CLUSTER:-storm-e2e}"
 IMAGE="${STORM_E2E_IMAGE:-storm-controller:dev}"
 SCALE="${STORM_E2E_TIMEOUT_SCALE:-1}"
-# Names in the manifests of hack/e2e/ and config/deploy/ (tests/deploy_manifests.rs keeps them in step).
+# Names in the manifests of hack/e2e/ and charts/manifests/ (tests/deploy_manifests.rs keeps them in step).
 OPERATOR_NS=storm-system
 OPERATOR=storm-controller
 STORM_NS=storm
@@ -250,8 +250,8 @@ k wait --for=condition=Established crd/stormclusters.storm.apache.org crd/stormt
   crd/stormworkerpools.storm.apache.org --timeout="$(bound 60)s"
 # The ServiceAccount and Roles live in the operator's namespace: create it before them.
 k get namespace "$OPERATOR_NS" >/dev/null 2>&1 || k create namespace "$OPERATOR_NS"
-k apply --server-side -f apiservice/rbac.yaml -f apiservice/service.yaml -f config/rbac/
-k apply --server-side -f config/deploy/operator.yaml
+k apply --server-side -f apiservice/rbac.yaml -f apiservice/service.yaml -f charts/manifests/
+k apply --server-side -f charts/manifests/operator.yaml
 if [[ "$IMAGE" != storm-controller:dev ]]; then
   k -n "$OPERATOR_NS" set image "deployment/$OPERATOR" "storm-controller=$IMAGE"
 fi

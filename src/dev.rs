@@ -276,11 +276,11 @@ async fn seed(client: &kube::Client, nimbus: &str, topologies: u16) -> anyhow::R
     Ok(names)
 }
 
-/// The external-cluster sample (`config/samples/stormcluster-external.yaml`) as StormCluster
+/// The external-cluster sample (`docs/samples/stormcluster-external.yaml`) as StormCluster
 /// `storm/dev` whose only Nimbus seed is `nimbus`, with a Storm image for its submit Jobs.
 pub fn cluster(nimbus: &str) -> anyhow::Result<StormCluster> {
     let mut cluster: StormCluster =
-        serde_saphyr::from_str(include_str!("../config/samples/stormcluster-external.yaml"))
+        serde_saphyr::from_str(include_str!("../docs/samples/stormcluster-external.yaml"))
             .context("the external StormCluster sample")?;
     cluster.metadata.name = Some(CLUSTER.into());
     cluster.metadata.namespace = Some(NAMESPACE.into());

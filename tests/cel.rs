@@ -42,16 +42,16 @@ fn accepted(object: &Value, old: Option<&Value>) {
 }
 
 fn managed() -> Value {
-    support::read_yaml("config/samples/stormcluster-managed.yaml")
+    support::read_yaml("docs/samples/stormcluster-managed.yaml")
 }
 fn external() -> Value {
-    support::read_yaml("config/samples/stormcluster-external.yaml")
+    support::read_yaml("docs/samples/stormcluster-external.yaml")
 }
 fn topology() -> Value {
-    support::read_yaml("config/samples/stormtopology-autoscaled.yaml")
+    support::read_yaml("docs/samples/stormtopology-autoscaled.yaml")
 }
 fn pool() -> Value {
-    support::read_yaml("config/samples/stormworkerpool-standalone.yaml")
+    support::read_yaml("docs/samples/stormworkerpool-standalone.yaml")
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn samples_pass_every_rule_on_create_and_on_an_unchanged_update() {
         accepted(&obj, Some(&obj));
     }
     accepted(
-        &support::read_yaml("config/samples/stormtopology-image-jar.yaml"),
+        &support::read_yaml("docs/samples/stormtopology-image-jar.yaml"),
         None,
     );
 }
@@ -260,7 +260,7 @@ fn topology_jar_fields_are_checked() {
         None,
         "spec.jar.url must be an http:// or https:// URL",
     );
-    let mut obj = support::read_yaml("config/samples/stormtopology-image-jar.yaml");
+    let mut obj = support::read_yaml("docs/samples/stormtopology-image-jar.yaml");
     obj["spec"]["jar"]["path"] = json!("topology.jar");
     rejected(
         &obj,

@@ -114,7 +114,7 @@ fn nimbus_talks_to_a_fake_nimbus_over_thrift() {
 fn render_prints_children_of_a_sample_and_fails_on_bad_input() {
     let sample = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/config/samples/stormcluster-managed.yaml"
+        "/docs/samples/stormcluster-managed.yaml"
     );
     let out = output(&["render", "-f", sample]);
     assert!(out.status.success(), "{out:?}");

@@ -8,7 +8,7 @@ use storm_controller::controller::labels;
 use storm_controller::crd::StormCluster;
 
 fn sample() -> StormCluster {
-    let mut value = support::read_yaml("config/samples/stormcluster-managed.yaml");
+    let mut value = support::read_yaml("docs/samples/stormcluster-managed.yaml");
     value["metadata"]["uid"] = "0b1c2d3e-0000-4000-8000-000000000001".into();
     serde_json::from_value(value).expect("sample is a StormCluster")
 }

@@ -48,12 +48,12 @@ async fn env() -> Env {
 }
 
 fn managed() -> StormCluster {
-    let value = support::read_yaml("config/samples/stormcluster-managed.yaml");
+    let value = support::read_yaml("docs/samples/stormcluster-managed.yaml");
     serde_json::from_value(value).unwrap()
 }
 
 fn external(seeds: &[&str]) -> StormCluster {
-    let mut value = support::read_yaml("config/samples/stormcluster-external.yaml");
+    let mut value = support::read_yaml("docs/samples/stormcluster-external.yaml");
     value["spec"]["external"]["nimbusSeeds"] = serde_json::json!(seeds);
     serde_json::from_value(value).unwrap()
 }

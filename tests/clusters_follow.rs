@@ -25,7 +25,7 @@ async fn connections_follow_the_storm_clusters_in_the_api() {
     ));
     let api: Api<StormCluster> = Api::namespaced(sim.client(), "storm");
     let external: StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-external.yaml",
+        "docs/samples/stormcluster-external.yaml",
     ))
     .unwrap();
     api.create(&PostParams::default(), &external).await.unwrap();
@@ -40,10 +40,9 @@ async fn connections_follow_the_storm_clusters_in_the_api() {
     })
     .await;
 
-    let managed: StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-managed.yaml",
-    ))
-    .unwrap();
+    let managed: StormCluster =
+        serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
+            .unwrap();
     api.create(&PostParams::default(), &managed).await.unwrap();
     support::fixtures::wait_until("a connection for the new cluster", || {
         registry.get(&ClusterKey::new("storm", "storm")).is_some()

@@ -1,6 +1,6 @@
-//! The install manifests fit together the way a cluster needs them to: `config/deploy/operator.yaml`
+//! The install manifests fit together the way a cluster needs them to: `charts/manifests/operator.yaml`
 //! (Namespace, Deployment), `apiservice/*.yaml` (APIServices, Service, ServiceAccount, metrics API
-//! RBAC), `config/rbac/*.yaml` (the controllers' RBAC), `hack/Dockerfile` (the image the Deployment
+//! RBAC), `charts/manifests/*.yaml` (the controllers' RBAC), `hack/Dockerfile` (the image the Deployment
 //! runs) and the objects of `hack/e2e/` that `hack/e2e-kind.sh` applies. kubernetes-validate (in
 //! `.ci/run`) checks each object against its schema; these tests check what no schema can: names,
 //! labels and ports that must agree across files, and the container's arguments parsed by the real
@@ -47,11 +47,11 @@ fn objects_in(dir: &str) -> Vec<(String, Value)> {
     files.iter().flat_map(|f| objects(f)).collect()
 }
 
-/// What a cluster gets from the operator's install: config/deploy/, apiservice/, config/rbac/.
+/// What a cluster gets from the operator's install: charts/manifests/, apiservice/, charts/manifests/.
 fn install() -> Vec<(String, Value)> {
-    let mut all = objects_in("config/deploy");
+    let mut all = objects_in("charts/manifests");
     all.extend(objects_in("apiservice"));
-    all.extend(objects_in("config/rbac"));
+    all.extend(objects_in("charts/manifests"));
     all
 }
 
@@ -72,7 +72,7 @@ fn one<K: DeserializeOwned>(all: &[(String, Value)], kind: &str) -> K {
 }
 
 fn operator() -> Deployment {
-    one(&objects("config/deploy/operator.yaml"), "Deployment")
+    one(&objects("charts/manifests/operator.yaml"), "Deployment")
 }
 
 fn deployment_spec(deployment: &Deployment) -> DeploymentSpec {
@@ -363,7 +363,7 @@ fn every_binding_names_the_service_account_the_deployment_runs_as() {
         namespaces
             .iter()
             .any(|n| n.metadata.name.as_deref() == Some(&namespace)),
-        "config/deploy/ creates the namespace {namespace}"
+        "charts/manifests/ creates the namespace {namespace}"
     );
 
     let mut subjects: Vec<(String, Subject)> = Vec::new();

@@ -55,7 +55,7 @@ async fn kubectl_reads_applies_scales_and_deletes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kc = dir.path().join("kubeconfig");
     std::fs::write(&kc, serde_json::to_vec(&sim.kubeconfig()).expect("json")).expect("write");
-    let pool = std::fs::read_to_string("config/samples/stormworkerpool-standalone.yaml")
+    let pool = std::fs::read_to_string("docs/samples/stormworkerpool-standalone.yaml")
         .expect("sample")
         .replace("namespace: storm", "namespace: default");
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: b\n";

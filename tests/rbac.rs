@@ -1,4 +1,4 @@
-//! The controllers' RBAC (`config/rbac/controllers.yaml`) against what the controllers really do.
+//! The controllers' RBAC (`charts/manifests/rbac.yaml`) against what the controllers really do.
 //!
 //! The leader election and the three controllers run against the Kubernetes API double through a
 //! whole lifecycle: a managed cluster whose UI is switched off, a topology with an autoscaled
@@ -40,7 +40,7 @@ struct Permission {
 
 /// The permissions the manifest grants, one per verb × group × resource.
 fn granted() -> BTreeSet<Permission> {
-    let text = std::fs::read_to_string(support::repo_path("config/rbac/controllers.yaml")).unwrap();
+    let text = std::fs::read_to_string(support::repo_path("charts/manifests/rbac.yaml")).unwrap();
     let mut out = BTreeSet::new();
     for doc in text.split("\n---") {
         let doc: Value = serde_saphyr::from_str(doc).unwrap();
@@ -191,6 +191,29 @@ fn kubelet(sim: &KubeSim, fake: &FakeNimbus, pool: &str) {
     );
 }
 
+/// Plays a submit Job whose `fetch-jar` cannot download the jar.
+fn fail_job(sim: &KubeSim, job: &Job) {
+    let name = job.metadata.name.clone().unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-p"), "namespace": NS, "labels": {"job-name": name}},
+        "spec": {"containers": [{"name": "submit", "image": "x"}]},
+    }))
+    .unwrap();
+    sim.put(&pod).unwrap();
+    sim.apply_status::<Pod>(NS, &format!("{name}-p"), json!({"phase": "Failed",
+        "initContainerStatuses": [{"name": "fetch-jar", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 2, "message": "JarDownloadFailed: 404"}}}]}))
+        .unwrap();
+    sim.apply_status::<Job>(
+        NS,
+        &name,
+        json!({"failed": 3, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+    )
+    .unwrap();
+}
+
 /// Changes an object in the store (not through the API: the request log stays the operator's).
 fn edit<K>(sim: &KubeSim, name: &str, change: impl FnOnce(&mut Value))
 where
@@ -224,10 +247,9 @@ async fn every_request_of_the_controllers_is_granted_and_every_grant_is_used() {
     let controllers = tokio::spawn(controller::run(ctx, leading, shutdown.clone()));
 
     // The test acts on the store directly, so that the request log holds only the operator's.
-    let cluster: StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-managed.yaml",
-    ))
-    .unwrap();
+    let cluster: StormCluster =
+        serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
+            .unwrap();
     sim.put(&cluster).unwrap();
     sim.put(&topology(
         "wc",
@@ -246,29 +268,37 @@ async fn every_request_of_the_controllers_is_granted_and_every_grant_is_used() {
         if name.starts_with("wc-") {
             storm_controller::dev::play_submit_job(&sim, &fake.cluster(), &job).unwrap();
         } else {
-            let pod: Pod = serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": format!("{name}-p"), "namespace": NS, "labels": {"job-name": name}},
-                "spec": {"containers": [{"name": "submit", "image": "x"}]},
-            }))
-            .unwrap();
-            sim.put(&pod).unwrap();
-            sim.apply_status::<Pod>(NS, &format!("{name}-p"), json!({"phase": "Failed",
-                "initContainerStatuses": [{"name": "fetch-jar", "image": "x", "imageID": "", "ready": false,
-                    "restartCount": 0, "state": {"terminated": {"exitCode": 2, "message": "JarDownloadFailed: 404"}}}]}))
-                .unwrap();
-            sim.apply_status::<Job>(
-                NS,
-                &name,
-                json!({"failed": 3, "conditions": [
-                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
-            )
-            .unwrap();
+            fail_job(&sim, &job);
         }
     }
     wait_until("wc running, broken failed", || {
         phase(&sim, "wc") == Some(TopologyPhase::Running)
             && phase(&sim, "broken") == Some(TopologyPhase::Failed)
+    })
+    .await;
+    // A person deletes the failed Job to retry; it fails the same way again, and the repeated
+    // Warning joins the first one's Event series (an Event patch).
+    let failed = sim
+        .list::<Job>(Some(NS))
+        .into_iter()
+        .find(|j| j.metadata.name.as_deref().unwrap().starts_with("broken-"))
+        .unwrap();
+    sim.delete::<Job>(NS, failed.metadata.name.as_deref().unwrap())
+        .unwrap();
+    wait_until("broken resubmitted", || {
+        phase(&sim, "broken") == Some(TopologyPhase::Submitting)
+            && sim
+                .get::<Job>(NS, failed.metadata.name.as_deref().unwrap())
+                .is_some()
+    })
+    .await;
+    fail_job(
+        &sim,
+        &sim.get::<Job>(NS, failed.metadata.name.as_deref().unwrap())
+            .unwrap(),
+    );
+    wait_until("broken failed again", || {
+        phase(&sim, "broken") == Some(TopologyPhase::Failed)
     })
     .await;
 

@@ -24,7 +24,7 @@ fn kinds(yaml: &str) -> Vec<String> {
 #[test]
 fn managed_cluster_renders_every_child_with_kind_and_api_version() {
     let out = render(
-        &sample("config/samples/stormcluster-managed.yaml"),
+        &sample("docs/samples/stormcluster-managed.yaml"),
         "default",
         Format::Yaml,
     )
@@ -50,7 +50,7 @@ fn managed_cluster_renders_every_child_with_kind_and_api_version() {
 #[test]
 fn external_cluster_renders_nothing_and_json_is_a_list() {
     let out = render(
-        &sample("config/samples/stormcluster-external.yaml"),
+        &sample("docs/samples/stormcluster-external.yaml"),
         "default",
         Format::Json,
     )
@@ -100,13 +100,13 @@ fn bad_input_names_the_document_and_the_problem() {
 fn a_topology_renders_its_submit_job_and_pool_with_its_cluster() {
     let input = format!(
         "{}\n---\n{}",
-        sample("config/samples/stormtopology-autoscaled.yaml"),
-        sample("config/samples/stormcluster-managed.yaml")
+        sample("docs/samples/stormtopology-autoscaled.yaml"),
+        sample("docs/samples/stormcluster-managed.yaml")
     );
     let out = render(&input, "default", Format::Yaml).unwrap();
     let kinds = kinds(&out);
     let job = storm_controller::controller::topology::build::submit_job_name(
-        &serde_saphyr::from_str(&sample("config/samples/stormtopology-autoscaled.yaml")).unwrap(),
+        &serde_saphyr::from_str(&sample("docs/samples/stormtopology-autoscaled.yaml")).unwrap(),
         "wordcount",
         "1.0.0",
     );
@@ -142,7 +142,7 @@ fn a_topology_renders_its_submit_job_and_pool_with_its_cluster() {
 
 #[test]
 fn a_topology_without_its_cluster_is_an_error_naming_the_cluster() {
-    let topology = sample("config/samples/stormtopology-autoscaled.yaml");
+    let topology = sample("docs/samples/stormtopology-autoscaled.yaml");
     let err = render(&topology, "default", Format::Yaml).unwrap_err();
     assert!(
         matches!(err, RenderError::Document { index: 1, .. }),
@@ -152,7 +152,7 @@ fn a_topology_without_its_cluster_is_an_error_naming_the_cluster() {
     assert!(message.contains("StormCluster storm"), "{message}");
     assert!(message.contains("wordcount"), "{message}");
     // A cluster of the same name in another namespace is not the topology's.
-    let elsewhere = sample("config/samples/stormcluster-managed.yaml")
+    let elsewhere = sample("docs/samples/stormcluster-managed.yaml")
         .replace("namespace: storm", "namespace: other");
     let err = render(
         &format!("{topology}\n---\n{elsewhere}"),
@@ -167,9 +167,9 @@ fn a_topology_without_its_cluster_is_an_error_naming_the_cluster() {
 fn a_standalone_pool_renders_its_deployment_and_hpa_with_its_topology_and_cluster() {
     let input = format!(
         "{}\n---\n{}\n---\n{}",
-        sample("config/samples/stormworkerpool-standalone.yaml"),
-        sample("config/samples/stormtopology-image-jar.yaml"),
-        sample("config/samples/stormcluster-managed.yaml")
+        sample("docs/samples/stormworkerpool-standalone.yaml"),
+        sample("docs/samples/stormtopology-image-jar.yaml"),
+        sample("docs/samples/stormcluster-managed.yaml")
     );
     let out = render(&input, "default", Format::Yaml).unwrap();
     let kinds = kinds(&out);
@@ -192,14 +192,13 @@ fn a_standalone_pool_renders_its_deployment_and_hpa_with_its_topology_and_cluste
 
 #[test]
 fn a_pool_without_its_topology_or_on_an_external_cluster_is_an_error() {
-    let pool = sample("config/samples/stormworkerpool-standalone.yaml");
+    let pool = sample("docs/samples/stormworkerpool-standalone.yaml");
     let err = render(&pool, "default", Format::Yaml).unwrap_err();
     assert!(err.to_string().contains("StormTopology enrich"), "{err}");
     let on_external = format!(
         "{pool}\n---\n{}\n---\n{}",
-        sample("config/samples/stormtopology-image-jar.yaml")
-            .replace("name: storm", "name: legacy"),
-        sample("config/samples/stormcluster-external.yaml")
+        sample("docs/samples/stormtopology-image-jar.yaml").replace("name: storm", "name: legacy"),
+        sample("docs/samples/stormcluster-external.yaml")
     );
     let err = render(&on_external, "default", Format::Yaml).unwrap_err();
     assert!(

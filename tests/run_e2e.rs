@@ -169,7 +169,7 @@ async fn run_serves_storm_metrics_to_the_hpa_path_and_stops_cleanly() {
 
     let clusters: Api<StormCluster> = Api::namespaced(sim.client(), "storm");
     let mut cluster: StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-external.yaml",
+        "docs/samples/stormcluster-external.yaml",
     ))
     .unwrap();
     cluster.metadata.name = Some("storm".into());

@@ -1,4 +1,4 @@
-//! The samples in `config/samples/` are what users copy first: each parses into the Rust types,
+//! The samples in `docs/samples/` are what users copy first: each parses into the Rust types,
 //! passes the CRD's structural schema (no unknown fields, right types, required fields, enums,
 //! bounds), and survives a round trip through the types without gaining fields the schema lacks.
 
@@ -9,11 +9,11 @@ use serde_json::Value;
 use storm_controller::crd::{self, StormCluster, StormTopology, StormWorkerPool};
 
 const SAMPLES: &[&str] = &[
-    "config/samples/stormcluster-managed.yaml",
-    "config/samples/stormcluster-external.yaml",
-    "config/samples/stormtopology-autoscaled.yaml",
-    "config/samples/stormtopology-image-jar.yaml",
-    "config/samples/stormworkerpool-standalone.yaml",
+    "docs/samples/stormcluster-managed.yaml",
+    "docs/samples/stormcluster-external.yaml",
+    "docs/samples/stormtopology-autoscaled.yaml",
+    "docs/samples/stormtopology-image-jar.yaml",
+    "docs/samples/stormworkerpool-standalone.yaml",
 ];
 
 fn crd_of(
@@ -34,10 +34,10 @@ fn round_trip<K: Serialize + DeserializeOwned>(rel: &str) -> Value {
 
 #[test]
 fn every_sample_is_listed_here() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(support::repo_path("config/samples"))
-        .expect("config/samples exists")
+    let mut on_disk: Vec<String> = std::fs::read_dir(support::repo_path("docs/samples"))
+        .expect("docs/samples exists")
         .filter_map(|e| e.ok())
-        .map(|e| format!("config/samples/{}", e.file_name().to_string_lossy()))
+        .map(|e| format!("docs/samples/{}", e.file_name().to_string_lossy()))
         .collect();
     on_disk.sort();
     let mut listed: Vec<String> = SAMPLES.iter().map(|s| s.to_string()).collect();

@@ -46,10 +46,9 @@ impl Env {
             Duration::from_millis(50),
             &shutdown,
         );
-        let cluster: StormCluster = serde_json::from_value(support::read_yaml(
-            "config/samples/stormcluster-managed.yaml",
-        ))
-        .unwrap();
+        let cluster: StormCluster =
+            serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
+                .unwrap();
         Api::<StormCluster>::namespaced(sim.client(), NS)
             .create(&PostParams::default(), &cluster)
             .await

@@ -23,7 +23,7 @@ fn with_uid(mut value: Value, uid: &str) -> Value {
 /// The url-jar sample with a uid, edited by `edit`.
 fn topology_with(edit: impl FnOnce(&mut Value)) -> StormTopology {
     let mut value = with_uid(
-        support::read_yaml("config/samples/stormtopology-autoscaled.yaml"),
+        support::read_yaml("docs/samples/stormtopology-autoscaled.yaml"),
         TOPOLOGY_UID,
     );
     edit(&mut value);
@@ -36,7 +36,7 @@ fn topology() -> StormTopology {
 
 fn image_topology() -> StormTopology {
     let value = with_uid(
-        support::read_yaml("config/samples/stormtopology-image-jar.yaml"),
+        support::read_yaml("docs/samples/stormtopology-image-jar.yaml"),
         TOPOLOGY_UID,
     );
     serde_json::from_value(value).expect("a StormTopology")
@@ -53,12 +53,12 @@ fn cluster(rel: &str) -> (StormCluster, ClusterPlan) {
 }
 
 fn managed() -> (StormCluster, ClusterPlan) {
-    cluster("config/samples/stormcluster-managed.yaml")
+    cluster("docs/samples/stormcluster-managed.yaml")
 }
 
 /// The external sample with a Storm image and a thrift port of its own.
 fn external() -> (StormCluster, ClusterPlan) {
-    let mut value = support::read_yaml("config/samples/stormcluster-external.yaml");
+    let mut value = support::read_yaml("docs/samples/stormcluster-external.yaml");
     value["spec"]["image"] = "apache/storm:2.6.4".into();
     value["spec"]["thrift"]["port"] = 7627.into();
     let cluster: StormCluster = serde_json::from_value(value).expect("a StormCluster");
@@ -245,7 +245,7 @@ fn argv_for_an_external_cluster() {
 
 #[test]
 fn external_cluster_without_image_says_what_to_set() {
-    let (cluster, plan) = cluster("config/samples/stormcluster-external.yaml");
+    let (cluster, plan) = cluster("docs/samples/stormcluster-external.yaml");
     let error =
         build::submit_job(&topology(), &cluster, &plan, "wordcount", "1", "curl").unwrap_err();
     assert!(matches!(error, SubmitBuildError::NoImage { .. }));

@@ -61,10 +61,9 @@ async fn env_with(settings: Settings) -> Env {
     let fake = FakeNimbus::start().await.unwrap();
     let shutdown = CancellationToken::new();
     let ctx = context(&sim, &fake, settings, &shutdown);
-    let cluster: StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-managed.yaml",
-    ))
-    .unwrap();
+    let cluster: StormCluster =
+        serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
+            .unwrap();
     Api::<StormCluster>::namespaced(sim.client(), NS)
         .create(&PostParams::default(), &cluster)
         .await

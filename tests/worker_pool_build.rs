@@ -18,10 +18,9 @@ use storm_controller::crd::{StormCluster, StormTopology, StormWorkerPool};
 const POOL_UID: &str = "5a1c2d3e-0000-4000-8000-000000000005";
 
 fn cluster() -> (StormCluster, Managed) {
-    let cluster: StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-managed.yaml",
-    ))
-    .unwrap();
+    let cluster: StormCluster =
+        serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
+            .unwrap();
     match validate(&cluster).unwrap() {
         ClusterPlan::Managed(plan) => (cluster, *plan),
         other => panic!("managed sample, got {other:?}"),
@@ -30,7 +29,7 @@ fn cluster() -> (StormCluster, Managed) {
 
 /// The standalone sample with a uid, edited by `edit`.
 fn pool_with(edit: impl FnOnce(&mut Value)) -> StormWorkerPool {
-    let mut value = support::read_yaml("config/samples/stormworkerpool-standalone.yaml");
+    let mut value = support::read_yaml("docs/samples/stormworkerpool-standalone.yaml");
     value["metadata"]["uid"] = POOL_UID.into();
     edit(&mut value);
     serde_json::from_value(value).unwrap()
@@ -43,7 +42,7 @@ fn pool() -> StormWorkerPool {
 /// The pool a StormTopology sample declares inline.
 fn inline_pool() -> StormWorkerPool {
     let topology: StormTopology = serde_json::from_value(support::read_yaml(
-        "config/samples/stormtopology-autoscaled.yaml",
+        "docs/samples/stormtopology-autoscaled.yaml",
     ))
     .unwrap();
     inline_worker_pool(&topology).expect("the sample has a workerPool")

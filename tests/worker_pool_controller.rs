@@ -398,7 +398,7 @@ async fn a_pool_on_an_external_cluster_or_without_its_topology_says_why() {
     assert!(env.deployment().is_none());
 
     let external: storm_controller::crd::StormCluster = serde_json::from_value(support::read_yaml(
-        "config/samples/stormcluster-external.yaml",
+        "docs/samples/stormcluster-external.yaml",
     ))
     .unwrap();
     env.sim.put(&external).unwrap();

@@ -23,11 +23,11 @@ const NS: &str = "storm";
 
 fn sample_pools() -> Vec<StormWorkerPool> {
     let topology: StormTopology = serde_json::from_value(support::read_yaml(
-        "config/samples/stormtopology-autoscaled.yaml",
+        "docs/samples/stormtopology-autoscaled.yaml",
     ))
     .unwrap();
     let standalone: StormWorkerPool = serde_json::from_value(support::read_yaml(
-        "config/samples/stormworkerpool-standalone.yaml",
+        "docs/samples/stormworkerpool-standalone.yaml",
     ))
     .unwrap();
     vec![inline_worker_pool(&topology).unwrap(), standalone]

@@ -84,7 +84,7 @@ impl PoolEnv {
             shutdown,
         };
         let cluster: StormCluster =
-            serde_json::from_value(super::read_yaml("config/samples/stormcluster-managed.yaml"))
+            serde_json::from_value(super::read_yaml("docs/samples/stormcluster-managed.yaml"))
                 .unwrap();
         Api::<StormCluster>::namespaced(env.sim.client(), NS)
             .create(&PostParams::default(), &cluster)
