@@ -21,7 +21,7 @@ use storm_controller::controller::{self, worker_pool::build};
 use storm_controller::crd::topology::TopologyPhase;
 use storm_controller::crd::{StormCluster, StormTopology, StormWorkerPool};
 use storm_controller::kubesim::{KubeSim, RecordedRequest};
-use storm_controller::nimbus::fake::{FakeNimbus, fake_supervisor};
+use storm_controller::nimbus::fake::FakeNimbus;
 use support::fixtures::wait_until;
 use tokio_util::sync::CancellationToken;
 
@@ -147,50 +147,6 @@ fn topology(name: &str, extra: Value) -> StormTopology {
     serde_json::from_value(value).unwrap()
 }
 
-/// Plays the ReplicaSet controller and kubelet for the pool's Deployment, and Storm's
-/// supervisor registration (one slot each).
-fn kubelet(sim: &KubeSim, fake: &FakeNimbus, pool: &str) {
-    let name = format!("{pool}-pool");
-    let Some(deployment) = sim.get::<Deployment>(NS, &name) else {
-        return;
-    };
-    let spec = deployment.spec.clone().unwrap();
-    let want = spec.replicas.unwrap_or(0) as usize;
-    let labels = spec.selector.match_labels.unwrap();
-    let mut pods: Vec<Pod> = sim
-        .list::<Pod>(Some(NS))
-        .into_iter()
-        .filter(|p| p.metadata.name.as_deref().unwrap().starts_with(&name))
-        .collect();
-    pods.sort_by_key(|p| p.metadata.name.clone());
-    while pods.len() > want {
-        let gone = pods.pop().unwrap();
-        sim.delete::<Pod>(NS, gone.metadata.name.as_deref().unwrap())
-            .unwrap();
-    }
-    for i in pods.len()..want {
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("{name}-{i}"), "namespace": NS, "labels": labels},
-            "spec": {"containers": [{"name": "supervisor", "image": "apache/storm:2.8.1"}]},
-            "status": {"phase": "Running", "podIP": format!("10.0.0.{}", i + 1)},
-        }))
-        .unwrap();
-        sim.put(&pod).unwrap();
-    }
-    sim.apply_status::<Deployment>(
-        NS,
-        &name,
-        json!({"replicas": want, "readyReplicas": want, "updatedReplicas": want}),
-    )
-    .unwrap();
-    fake.cluster().set_supervisors(
-        (0..want)
-            .map(|i| fake_supervisor(&format!("10.0.0.{}", i + 1), 1, 1))
-            .collect(),
-    );
-}
-
 /// Plays a submit Job whose `fetch-jar` cannot download the jar.
 fn fail_job(sim: &KubeSim, job: &Job) {
     let name = job.metadata.name.clone().unwrap();
@@ -308,7 +264,7 @@ async fn every_request_of_the_controllers_is_granted_and_every_grant_is_used() {
     })
     .await;
     for _ in 0..200 {
-        kubelet(&sim, &fake, "wc");
+        support::kubelet::play_pool(&sim, &fake, NS, "wc-pool", "wc");
         if fake.call_count("rebalance") >= 1 {
             break;
         }
@@ -321,7 +277,7 @@ async fn every_request_of_the_controllers_is_granted_and_every_grant_is_used() {
     // As the HPA would, through /scale.
     edit::<StormWorkerPool>(&sim, "wc", |v| v["spec"]["replicas"] = json!(1));
     for _ in 0..200 {
-        kubelet(&sim, &fake, "wc");
+        support::kubelet::play_pool(&sim, &fake, NS, "wc-pool", "wc");
         let replicas = sim
             .get::<Deployment>(NS, "wc-pool")
             .and_then(|d| d.spec?.replicas);

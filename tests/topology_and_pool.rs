@@ -7,16 +7,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use storm_controller::controller::{Context, topology, worker_pool};
 use storm_controller::crd::topology::TopologyPhase;
 use storm_controller::crd::{StormCluster, StormTopology, StormWorkerPool};
 use storm_controller::kubesim::KubeSim;
-use storm_controller::nimbus::fake::{FakeNimbus, fake_supervisor};
+use storm_controller::nimbus::fake::FakeNimbus;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "storm";
@@ -101,69 +99,8 @@ impl Env {
                 .await
                 .unwrap();
         }
-        self.kubelet();
+        support::kubelet::play_pool(&self.sim, &self.fake, NS, &format!("{NAME}-pool"), NAME);
         tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-
-    /// Plays the kubelet and Storm: the pool's Deployment has that many running pods with IPs,
-    /// each registered in Nimbus as a supervisor of one slot.
-    fn kubelet(&self) {
-        let Some(deployment) = self.sim.get::<Deployment>(NS, &format!("{NAME}-pool")) else {
-            return;
-        };
-        let want = deployment
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(0) as usize;
-        let labels = deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .selector
-            .match_labels
-            .clone()
-            .unwrap();
-        let mut pods = self.sim.list::<Pod>(Some(NS));
-        pods.sort_by_key(|p| p.metadata.name.clone());
-        while pods.len() > want {
-            let gone = pods.pop().unwrap();
-            self.sim
-                .delete::<Pod>(NS, gone.metadata.name.as_deref().unwrap())
-                .unwrap();
-        }
-        for i in pods.len()..want {
-            let pod: Pod = serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": format!("{NAME}-pool-{i}"), "namespace": NS, "labels": labels},
-                "spec": {"containers": [{"name": "supervisor", "image": "apache/storm:2.8.1"}]},
-                "status": {"phase": "Running", "podIP": format!("10.0.0.{}", i + 1)},
-            }))
-            .unwrap();
-            self.sim.put(&pod).unwrap();
-        }
-        self.sim
-            .apply_status::<Deployment>(
-                NS,
-                &format!("{NAME}-pool"),
-                json!({"replicas": want, "readyReplicas": want, "updatedReplicas": want}),
-            )
-            .unwrap();
-        let workers = self
-            .fake
-            .cluster()
-            .topology(NAME)
-            .map_or(0, |t| t.num_workers);
-        let supervisors = (0..want)
-            .map(|i| {
-                fake_supervisor(
-                    &format!("10.0.0.{}", i + 1),
-                    1,
-                    i32::from((i as i32) < workers),
-                )
-            })
-            .collect();
-        self.fake.cluster().set_supervisors(supervisors);
     }
 
     async fn until(&self, what: &str, done: impl Fn(&Env) -> bool) {

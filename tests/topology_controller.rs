@@ -173,6 +173,25 @@ impl Env {
         tokio::spawn(async move { controller::run(ctx, leading, shutdown).await })
     }
 
+    /// The submit Job of `version`.
+    fn job_for(&self, version: &str) -> Job {
+        self.jobs()
+            .into_iter()
+            .find(|j| {
+                j.metadata.annotations.as_ref().unwrap()[build::VERSION_ANNOTATION] == version
+            })
+            .unwrap_or_else(|| panic!("no submit Job for version {version}"))
+    }
+
+    /// Runs version 1.0.0 with `spec` (a BlueGreen strategy), then asks for 2.0.0 and reconciles
+    /// until the second submit Job exists.
+    async fn blue_green_to_v2(&self, spec: serde_json::Value) {
+        self.running(&topology_yaml(spec)).await;
+        self.patch_spec(json!({"version": "2.0.0"})).await;
+        self.reconcile_until("the green Job", 5, |e| e.jobs().len() == 2)
+            .await;
+    }
+
     fn jobs(&self) -> Vec<Job> {
         self.sim.list::<Job>(Some(NS))
     }
@@ -571,11 +590,7 @@ async fn recreate_kills_waits_and_resubmits() {
         env.alive().is_empty(),
         "Recreate: the old one is gone before the new one is submitted"
     );
-    let job = env
-        .jobs()
-        .into_iter()
-        .find(|j| j.metadata.annotations.as_ref().unwrap()[build::VERSION_ANNOTATION] == "2.0.0")
-        .unwrap();
+    let job = env.job_for("2.0.0");
     env.run_job(&job);
     env.reconcile_until("Running 2.0.0", 10, |e| {
         e.status().running_version.as_deref() == Some("2.0.0")
@@ -595,19 +610,10 @@ async fn recreate_kills_waits_and_resubmits() {
 #[tokio::test]
 async fn blue_green_runs_the_new_version_before_killing_the_old() {
     let env = env().await;
-    env.running(&topology_yaml(
-        json!({"updateStrategy": {"type": "BlueGreen"}}),
-    ))
-    .await;
-    env.patch_spec(json!({"version": "2.0.0"})).await;
-    env.reconcile_until("the green Job", 5, |e| e.jobs().len() == 2)
+    env.blue_green_to_v2(json!({"updateStrategy": {"type": "BlueGreen"}}))
         .await;
     assert_eq!(env.fake.call_count("killTopologyWithOpts"), 0);
-    let job = env
-        .jobs()
-        .into_iter()
-        .find(|j| j.metadata.annotations.as_ref().unwrap()[build::VERSION_ANNOTATION] == "2.0.0")
-        .unwrap();
+    let job = env.job_for("2.0.0");
     let env_name = &job
         .spec
         .as_ref()
@@ -651,11 +657,7 @@ async fn blue_green_runs_the_new_version_before_killing_the_old() {
     env.patch_spec(json!({"version": "3.0.0"})).await;
     env.reconcile_until("the blue Job", 5, |e| e.jobs().len() == 3)
         .await;
-    let job = env
-        .jobs()
-        .into_iter()
-        .find(|j| j.metadata.annotations.as_ref().unwrap()[build::VERSION_ANNOTATION] == "3.0.0")
-        .unwrap();
+    let job = env.job_for("3.0.0");
     env.run_job(&job);
     env.reconcile_until("blue running alone", 10, |e| {
         e.alive().len() == 1 && e.status().storm_name.as_deref() == Some(NAME)
@@ -666,18 +668,11 @@ async fn blue_green_runs_the_new_version_before_killing_the_old() {
 #[tokio::test]
 async fn a_blue_green_update_that_never_activates_keeps_the_old_version() {
     let env = env().await;
-    env.running(&topology_yaml(
+    env.blue_green_to_v2(
         json!({"updateStrategy": {"type": "BlueGreen", "activationTimeoutSeconds": 10}}),
-    ))
+    )
     .await;
-    env.patch_spec(json!({"version": "2.0.0"})).await;
-    env.reconcile_until("the green Job", 5, |e| e.jobs().len() == 2)
-        .await;
-    let job = env
-        .jobs()
-        .into_iter()
-        .find(|j| j.metadata.annotations.as_ref().unwrap()[build::VERSION_ANNOTATION] == "2.0.0")
-        .unwrap();
+    let job = env.job_for("2.0.0");
     env.run_job(&job);
     env.fake.cluster().update_topology("wc-green", |t| {
         t.num_workers = 0;
@@ -795,18 +790,9 @@ async fn an_operator_restart_mid_submit_does_not_submit_twice() {
 #[tokio::test]
 async fn an_operator_restart_mid_update_kills_nothing_wrong() {
     let env = env().await;
-    env.running(&topology_yaml(
-        json!({"updateStrategy": {"type": "BlueGreen"}}),
-    ))
-    .await;
-    env.patch_spec(json!({"version": "2.0.0"})).await;
-    env.reconcile_until("the green Job", 5, |e| e.jobs().len() == 2)
+    env.blue_green_to_v2(json!({"updateStrategy": {"type": "BlueGreen"}}))
         .await;
-    let job = env
-        .jobs()
-        .into_iter()
-        .find(|j| j.metadata.annotations.as_ref().unwrap()[build::VERSION_ANNOTATION] == "2.0.0")
-        .unwrap();
+    let job = env.job_for("2.0.0");
     env.run_job(&job);
     env.fake
         .cluster()

@@ -3,6 +3,7 @@
 
 pub mod controller_ctx;
 pub mod fixtures;
+pub mod kubelet;
 pub mod openapi;
 pub mod pool_env;
 pub mod tls;
