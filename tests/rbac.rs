@@ -125,26 +125,10 @@ fn allowed(granted: &BTreeSet<Permission>, p: &Permission, namespace: Option<&st
         })
 }
 
-fn topology(name: &str, extra: Value) -> StormTopology {
-    let mut value = json!({
-        "apiVersion": "storm.apache.org/v1alpha1", "kind": "StormTopology",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "clusterRef": {"name": "storm"},
-            "jar": {"url": "https://repo.example.com/wc.jar"},
-            "mainClass": "org.apache.storm.starter.WordCountTopology",
-            "args": ["$(STORM_TOPOLOGY_NAME)"],
-            "workers": 4,
-            "version": "1.0.0",
-            "killWaitSeconds": 0,
-        }
-    });
-    if let Value::Object(extra) = extra {
-        for (k, v) in extra {
-            value["spec"][k] = v;
-        }
-    }
-    serde_json::from_value(value).unwrap()
+fn topology(name: &str, spec: Value) -> StormTopology {
+    let mut topology = support::fixtures::topology(NS, name, spec);
+    topology.spec.workers = 4;
+    topology
 }
 
 /// Plays a submit Job whose `fetch-jar` cannot download the jar.
@@ -203,10 +187,7 @@ async fn every_request_of_the_controllers_is_granted_and_every_grant_is_used() {
     let controllers = tokio::spawn(controller::run(ctx, leading, shutdown.clone()));
 
     // The test acts on the store directly, so that the request log holds only the operator's.
-    let cluster: StormCluster =
-        serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
-            .unwrap();
-    sim.put(&cluster).unwrap();
+    sim.put(&support::fixtures::managed_cluster()).unwrap();
     sim.put(&topology(
         "wc",
         json!({"workerPool": {"replicas": 2, "slotsPerSupervisor": 1,

@@ -44,30 +44,24 @@ impl Env {
             Duration::from_millis(50),
             &shutdown,
         );
-        let cluster: StormCluster =
-            serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
-                .unwrap();
         Api::<StormCluster>::namespaced(sim.client(), NS)
-            .create(&PostParams::default(), &cluster)
+            .create(
+                &PostParams::default(),
+                &support::fixtures::managed_cluster(),
+            )
             .await
             .unwrap();
-        let topology: StormTopology = serde_json::from_value(json!({
-            "apiVersion": "storm.apache.org/v1alpha1", "kind": "StormTopology",
-            "metadata": {"name": NAME, "namespace": NS},
-            "spec": {
-                "clusterRef": {"name": "storm"},
-                "jar": {"url": "https://repo.example.com/wc.jar"},
-                "mainClass": "org.apache.storm.starter.WordCountTopology",
-                "args": ["$(STORM_TOPOLOGY_NAME)"],
+        let topology = support::fixtures::topology(
+            NS,
+            NAME,
+            json!({
                 "workers": 8,
-                "version": "1.0.0",
                 "workerPool": {"replicas": 2, "slotsPerSupervisor": 1,
                     "autoscaling": {"minReplicas": 1, "maxReplicas": 8, "metrics": [{"type": "Storm",
                         "storm": {"metric": "storm_topology_pending_tuples", "averageValue": "1000"}}]},
                     "rebalance": {"cooldownSeconds": 0, "waitSeconds": 0, "registrationTimeoutSeconds": 10}},
-            }
-        }))
-        .unwrap();
+            }),
+        );
         Api::<StormTopology>::namespaced(sim.client(), NS)
             .create(&PostParams::default(), &topology)
             .await

@@ -61,11 +61,11 @@ async fn env_with(settings: Settings) -> Env {
     let fake = FakeNimbus::start().await.unwrap();
     let shutdown = CancellationToken::new();
     let ctx = context(&sim, &fake, settings, &shutdown);
-    let cluster: StormCluster =
-        serde_json::from_value(support::read_yaml("docs/samples/stormcluster-managed.yaml"))
-            .unwrap();
     Api::<StormCluster>::namespaced(sim.client(), NS)
-        .create(&PostParams::default(), &cluster)
+        .create(
+            &PostParams::default(),
+            &support::fixtures::managed_cluster(),
+        )
         .await
         .unwrap();
     Env {
@@ -86,27 +86,8 @@ impl Drop for Env {
     }
 }
 
-fn topology_yaml(extra: serde_json::Value) -> StormTopology {
-    let mut value = json!({
-        "apiVersion": "storm.apache.org/v1alpha1",
-        "kind": "StormTopology",
-        "metadata": {"name": NAME, "namespace": NS},
-        "spec": {
-            "clusterRef": {"name": "storm"},
-            "jar": {"url": "https://repo.example.com/wc.jar"},
-            "mainClass": "org.apache.storm.starter.WordCountTopology",
-            "args": ["$(STORM_TOPOLOGY_NAME)"],
-            "workers": 2,
-            "version": "1.0.0",
-            "killWaitSeconds": 0,
-        }
-    });
-    if let serde_json::Value::Object(extra) = extra {
-        for (k, v) in extra {
-            value["spec"][k] = v;
-        }
-    }
-    serde_json::from_value(value).unwrap()
+fn topology_yaml(spec: serde_json::Value) -> StormTopology {
+    support::fixtures::topology(NS, NAME, spec)
 }
 
 impl Env {

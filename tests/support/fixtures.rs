@@ -42,3 +42,38 @@ pub async fn wait_until(what: &str, check: impl Fn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A StormTopology `ns/name` on the StormCluster `storm`: storm-starter's word count from a jar
+/// URL, version 1.0.0, 2 workers, no kill wait; each key of `spec` (a JSON object) replaces the
+/// spec field of that name.
+pub fn topology(
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> storm_controller::crd::StormTopology {
+    let mut value = serde_json::json!({
+        "apiVersion": "storm.apache.org/v1alpha1",
+        "kind": "StormTopology",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "clusterRef": {"name": "storm"},
+            "jar": {"url": "https://repo.example.com/wc.jar"},
+            "mainClass": "org.apache.storm.starter.WordCountTopology",
+            "args": ["$(STORM_TOPOLOGY_NAME)"],
+            "workers": 2,
+            "version": "1.0.0",
+            "killWaitSeconds": 0,
+        }
+    });
+    if let serde_json::Value::Object(spec) = spec {
+        for (k, v) in spec {
+            value["spec"][k] = v;
+        }
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+/// The managed StormCluster sample (`storm/storm`).
+pub fn managed_cluster() -> storm_controller::crd::StormCluster {
+    serde_json::from_value(super::read_yaml("docs/samples/stormcluster-managed.yaml")).unwrap()
+}

@@ -781,30 +781,14 @@ impl<'a> Run<'a> {
                     ),
                 )
                 .await;
-                self.next.submit_job = Some(job_name.clone());
-                self.next.submitted_version = Some(version.to_string());
                 self.next.requested_workers = Some(topology.spec.workers);
                 self.next.requested_parallelism = BTreeMap::new();
-                self.phase = Some(progress_phase);
-                self.submitted(
-                    FALSE,
-                    "Submitting",
-                    format!("Job {job_name} runs storm jar for version {version}"),
-                );
-                self.ready(FALSE, "Submitting", format!("submitting {storm_name}"));
+                self.submitting(&job_name, storm_name, version, progress_phase);
                 Ok(Action::requeue(ctx.settings.progress))
             }
             Some(job) => match submit::job_state(&job) {
                 JobState::Running => {
-                    self.next.submit_job = Some(job_name.clone());
-                    self.next.submitted_version = Some(version.to_string());
-                    self.phase = Some(progress_phase);
-                    self.submitted(
-                        FALSE,
-                        "Submitting",
-                        format!("Job {job_name} runs storm jar for version {version}"),
-                    );
-                    self.ready(FALSE, "Submitting", format!("submitting {storm_name}"));
+                    self.submitting(&job_name, storm_name, version, progress_phase);
                     Ok(Action::requeue(ctx.settings.progress))
                 }
                 JobState::Succeeded { at } => {
@@ -865,6 +849,25 @@ impl<'a> Run<'a> {
                 }
             },
         }
+    }
+
+    /// The status while the submit Job `job_name` runs `storm jar` for `version`.
+    fn submitting(
+        &mut self,
+        job_name: &str,
+        storm_name: &str,
+        version: &str,
+        phase: TopologyPhase,
+    ) {
+        self.next.submit_job = Some(job_name.to_string());
+        self.next.submitted_version = Some(version.to_string());
+        self.phase = Some(phase);
+        self.submitted(
+            FALSE,
+            "Submitting",
+            format!("Job {job_name} runs storm jar for version {version}"),
+        );
+        self.ready(FALSE, "Submitting", format!("submitting {storm_name}"));
     }
 
     async fn report_lost(&mut self, storm_name: &str) {
